@@ -1,0 +1,135 @@
+"""When a GenevaBackfill is reconciled. Thin: every path ends in runtime.Runtime.
+
+* on.create / on.resume / on.update(spec): reconcile now (a spec change, e.g. suspend or a new
+  udf version, acts at once, also on a finished resource).
+* a 1 s timer while `lifecycle.should_poll`: reconciles when due (every
+  `provisioning_poll_seconds` while starting, `poll_interval_seconds` while running) or at
+  once when the log follower saw new progress. Finished and settled-suspended resources
+  match no timer: they cost no API requests at all.
+* a daemon while a job is submitted: follows its driver log (websocket) for progress lines.
+* on.delete (kopf's finalizer `geneva.lancedb.com/finalizer`): stop the job, delete the
+  cluster we created, and hold the finalizer until that cluster is gone.
+
+All reconciles of one resource take its lock (kopf runs timers, daemons and change handlers
+concurrently). The status is written through kopf's `patch` (status subresource).
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any, Mapping, Optional
+
+import kopf
+
+from .. import lifecycle, metrics
+from ..api.models import GROUP, PLURAL, VERSION, Phase
+from ..rayjobs import LogFollower, RayJobError
+from ..settings import OperatorSettings
+from .runtime import Runtime, parse_spec, parse_status, status_patch
+
+# Read at import: kopf needs the intervals when the decorators run.
+SETTINGS = OperatorSettings()
+TICK_SECONDS = 1.0
+
+
+def _lock(memo: kopf.Memo) -> asyncio.Lock:
+    # The per-resource memo is a shallow copy of the operator's: create the lock here,
+    # never in the operator memo (it would be shared by all resources).
+    if "lock" not in memo:
+        memo.lock = asyncio.Lock()
+    return memo.lock
+
+
+async def reconcile(body: kopf.Body, memo: kopf.Memo, patch: kopf.Patch, handler: str) -> None:
+    runtime: Runtime = memo.runtime
+    async with _lock(memo):
+        try:
+            observed, token = await runtime.observe(body, memo)
+            decision = lifecycle.decide(observed)
+            decision = await runtime.execute(observed, decision, token, body)
+        except Exception:
+            metrics.RECONCILE_ERRORS.labels(handler=handler).inc()
+            raise
+    old: Mapping[str, Any] = body.get("status") or {}
+    for key, value in status_patch(old, decision.status).items():
+        patch.status[key] = value
+    _account(body, old, decision.status)
+    memo.next_reconcile = time.monotonic() + _interval(decision.status.phase)
+
+
+def _account(body: kopf.Body, old: Mapping[str, Any], new: Any) -> None:
+    metrics.observe_phase(body["metadata"]["uid"], new.phase)
+    if old.get("startTime") == new.start_time and new.progress is not None:
+        metrics.rows_committed((old.get("progress") or {}).get("rowsDone", 0), new.progress.rows_done)
+
+
+def _interval(phase: Optional[str]) -> float:
+    return SETTINGS.poll_interval_seconds if phase == Phase.Running.value else SETTINGS.provisioning_poll_seconds
+
+
+def _should_poll(spec: Mapping[str, Any], status: Mapping[str, Any], **_: Any) -> bool:
+    return lifecycle.should_poll(parse_spec(spec)[0], parse_status(status))
+
+
+def _job_submitted(status: Mapping[str, Any], **_: Any) -> bool:
+    return bool(status.get("jobId")) and status.get("phase") in (Phase.Provisioning.value, Phase.Running.value)
+
+
+@kopf.on.create(GROUP, VERSION, PLURAL, id="reconcile-create", backoff=5)
+@kopf.on.resume(GROUP, VERSION, PLURAL, id="reconcile-resume", backoff=5)
+@kopf.on.update(GROUP, VERSION, PLURAL, id="reconcile-update", field="spec", backoff=5)
+async def on_change(body: kopf.Body, memo: kopf.Memo, patch: kopf.Patch, **_: Any) -> None:
+    await reconcile(body, memo, patch, "change")
+
+
+@kopf.timer(GROUP, VERSION, PLURAL, interval=TICK_SECONDS, when=_should_poll)
+async def on_tick(body: kopf.Body, memo: kopf.Memo, patch: kopf.Patch, **_: Any) -> None:
+    follower: Optional[LogFollower] = memo.get("follower")
+    news = follower is not None and follower.updates != memo.get("seen_updates")
+    if not news and time.monotonic() < memo.get("next_reconcile", 0.0):
+        return
+    if follower is not None:
+        memo.seen_updates = follower.updates
+    await reconcile(body, memo, patch, "timer")
+
+
+@kopf.daemon(GROUP, VERSION, PLURAL, when=_job_submitted, cancellation_timeout=1.0)
+async def follow_progress(body: kopf.Body, memo: kopf.Memo, stopped: kopf.DaemonStopped, logger: logging.Logger, **_: Any) -> None:
+    """Streams the current job's driver log into memo.follower (read by the reconcile)."""
+    runtime: Runtime = memo.runtime
+    while not stopped:
+        job_id = (body.get("status") or {}).get("jobId")
+        if not job_id:
+            await stopped.wait(TICK_SECONDS)
+            continue
+        follower = LogFollower(job_id)  # a reconnect replays the log: start afresh
+        memo.follower = follower
+        try:
+            observed, token = await runtime.observe_for_logs(body)
+            await follower.follow(runtime.ray(observed, token))
+        except RayJobError as e:
+            logger.debug("log tail of %s interrupted: %s", job_id, e)
+        # Reconnect after a pause if the stream broke; once the log ended (the job is over),
+        # wait for the next job id (a retry) or for kopf to stop us (phase changed).
+        retry_at = time.monotonic() + SETTINGS.provisioning_poll_seconds
+        while not stopped and (body.get("status") or {}).get("jobId") == job_id:
+            if not follower.finished and time.monotonic() >= retry_at:
+                break
+            await stopped.wait(TICK_SECONDS)
+
+
+@kopf.on.delete(GROUP, VERSION, PLURAL)
+async def on_delete(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    runtime: Runtime = memo.runtime
+    async with _lock(memo):
+        try:
+            observed, token = await runtime.observe(body, memo, deleting=True)
+            decision = lifecycle.decide(observed)
+            await runtime.execute(observed, decision, token, body)
+        except Exception:
+            metrics.RECONCILE_ERRORS.labels(handler="delete").inc()
+            raise
+    if not decision.finalized:
+        raise kopf.TemporaryError(f"waiting for RayCluster {observed.cluster_name} to be deleted", delay=2)
+    metrics.observe_phase(body["metadata"]["uid"], None)

@@ -1,0 +1,49 @@
+"""Operator-wide setup: kopf settings, the shared runtime (API clients), /metrics."""
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import aiohttp
+import kopf
+
+from .. import metrics
+from ..api.models import GROUP
+from ..kube import Kube, load_config
+from .backfill import SETTINGS
+from .runtime import Runtime
+
+FINALIZER = "geneva.lancedb.com/finalizer"
+
+
+def configure(settings: kopf.OperatorSettings) -> None:
+    settings.persistence.finalizer = FINALIZER
+    # kopf's bookkeeping goes to annotations under our group, never into our status
+    # (the CRD's status schema would prune it anyway).
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=GROUP, key="last-handled-configuration"
+    )
+    # Only explicit kopf.event() calls become Events (handler log lines do not).
+    settings.posting.loggers = False
+    # Watches reconnect periodically so a silently dropped connection cannot stall us.
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+
+
+@kopf.on.startup()
+async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: logging.Logger, **_: Any) -> None:
+    configure(settings)
+    api_client = await asyncio.to_thread(load_config)
+    memo.runtime = Runtime(SETTINGS, Kube(api_client), aiohttp.ClientSession())
+    port = metrics.serve()
+    logger.info("geneva-operator started; dashboard URL template %s; metrics on port %s",
+                SETTINGS.dashboard_url_template, port)
+
+
+@kopf.on.cleanup()
+async def cleanup(memo: kopf.Memo, **_: Any) -> None:
+    runtime = memo.get("runtime")
+    if runtime is not None:
+        await runtime.session.close()

@@ -1,0 +1,125 @@
+"""The few Kubernetes API calls the operator makes itself, as coroutines.
+
+Decision: the official synchronous `kubernetes` client, each call in a worker thread
+(`asyncio.to_thread`), so kopf's event loop never blocks. kubernetes_asyncio is not a
+dependency, kopf's own API client is private, and these calls are few and short (one
+RayCluster GET and at most one Secret GET per reconcile of an active backfill; creates and
+deletes are rare), so a thread per call in Python's default executor costs nothing that
+matters. Status is written by kopf (handler `patch`), and Events by `kopf.event`, so this
+module never touches the GenevaBackfill itself.
+
+Permissions used here: rayclusters.ray.io get/create/patch/delete; secrets get.
+"""
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+from typing import Any, Optional
+
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+from kubernetes.config.config_exception import ConfigException
+
+logger = logging.getLogger(__name__)
+
+RAY_GROUP, RAY_VERSION, RAY_PLURAL = "ray.io", "v1", "rayclusters"
+
+
+class SecretProblem(Exception):
+    """The referenced Secret or key is missing (a user error, reported on the resource)."""
+
+
+def load_config() -> client.ApiClient:
+    """In-cluster credentials when running in a pod, else $KUBECONFIG / ~/.kube/config."""
+    try:
+        config.load_incluster_config()
+    except ConfigException:
+        config.load_kube_config()
+    return client.ApiClient()
+
+
+def is_transient(e: BaseException) -> bool:
+    """API errors worth retrying on the next reconcile (conflicts, throttling, server trouble)."""
+    if not isinstance(e, ApiException):
+        return True  # transport errors
+    return e.status in (409, 429) or e.status >= 500 or e.status == 0
+
+
+class Kube:
+    def __init__(self, api_client: client.ApiClient):
+        self._custom = client.CustomObjectsApi(api_client)
+        self._core = client.CoreV1Api(api_client)
+
+    # -- RayClusters
+
+    async def get_ray_cluster(self, namespace: str, name: str) -> Optional[dict[str, Any]]:
+        try:
+            return await asyncio.to_thread(
+                self._custom.get_namespaced_custom_object, RAY_GROUP, RAY_VERSION, namespace, RAY_PLURAL, name
+            )
+        except ApiException as e:
+            if e.status == 404:
+                return None
+            raise
+
+    async def create_ray_cluster(self, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
+        """Create-or-get: a 409 (an earlier reconcile, maybe of a previous operator process,
+        created it) returns the existing object."""
+        try:
+            return await asyncio.to_thread(
+                self._custom.create_namespaced_custom_object, RAY_GROUP, RAY_VERSION, namespace, RAY_PLURAL, body
+            )
+        except ApiException as e:
+            if e.status != 409:
+                raise
+            existing = await self.get_ray_cluster(namespace, body["metadata"]["name"])
+            if existing is None:  # deleted in between: let the next reconcile create it
+                raise
+            return existing
+
+    async def patch_ray_cluster(self, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
+        # A JSON merge patch (the client's default for custom objects); it carries the
+        # resourceVersion, so a concurrent writer makes it fail with 409 instead of losing data.
+        return await asyncio.to_thread(
+            self._custom.patch_namespaced_custom_object, RAY_GROUP, RAY_VERSION, namespace, RAY_PLURAL, name, patch
+        )
+
+    async def delete_ray_cluster(self, namespace: str, name: str) -> bool:
+        """False if it was already gone. Foreground: its pods go before it disappears."""
+        try:
+            await asyncio.to_thread(
+                self._custom.delete_namespaced_custom_object,
+                RAY_GROUP,
+                RAY_VERSION,
+                namespace,
+                RAY_PLURAL,
+                name,
+                body=client.V1DeleteOptions(propagation_policy="Foreground"),
+            )
+            return True
+        except ApiException as e:
+            if e.status == 404:
+                return False
+            raise
+
+    # -- Secrets
+
+    async def read_secret_key(self, namespace: str, name: str, key: str) -> str:
+        """The decoded value. SecretProblem if the Secret or the key is missing; the value is
+        never logged or put in an exception."""
+        try:
+            secret = await asyncio.to_thread(self._core.read_namespaced_secret, name, namespace)
+        except ApiException as e:
+            if e.status == 404:
+                raise SecretProblem(f"Secret {name} not found in namespace {namespace}") from None
+            if e.status == 403:
+                raise SecretProblem(f"the operator may not read Secret {name} (RBAC)") from None
+            raise
+        data = secret.data or {}
+        if key not in data:
+            raise SecretProblem(f"Secret {name} has no key {key!r}")
+        value = base64.b64decode(data[key]).decode().strip()
+        if not value:
+            raise SecretProblem(f"Secret {name} key {key!r} is empty")
+        return value

@@ -1,0 +1,124 @@
+"""In-process fakes of the operator's two boundaries: Ray 2.60's Job API (aiohttp server)
+and the Kubernetes calls of geneva_operator.kube (in-memory)."""
+from __future__ import annotations
+
+import copy
+from typing import Any, Awaitable, Callable, Optional
+
+from aiohttp import web
+
+from geneva_operator.kube import SecretProblem
+
+TOKEN = "s3cr3t-t0ken-value-0123456789"
+
+
+class FakeRay:
+    def __init__(self) -> None:
+        self.jobs: dict[str, dict[str, Any]] = {}
+        self.logs: dict[str, list[str]] = {}
+        self.posts = 0
+        self.hide_next_get = False  # simulate a racing submitter: GET misses, POST collides
+
+    def app(self) -> web.Application:
+        @web.middleware
+        async def auth(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]):
+            header = request.headers.get("Authorization", "")
+            if not header:
+                return web.Response(status=401, text="Unauthorized: Missing authentication token")
+            if header != f"Bearer {TOKEN}":
+                return web.Response(status=403, text="Forbidden: Invalid authentication token")
+            return await handler(request)
+
+        app = web.Application(middlewares=[auth])
+        app.router.add_post("/api/jobs/", self.submit)
+        app.router.add_get("/api/jobs/{id}", self.get)
+        app.router.add_post("/api/jobs/{id}/stop", self.stop)
+        app.router.add_get("/api/jobs/{id}/logs", self.get_logs)
+        app.router.add_get("/api/jobs/{id}/logs/tail", self.tail)
+        return app
+
+    async def submit(self, request: web.Request) -> web.Response:
+        self.posts += 1
+        body = await request.json()
+        if not isinstance(body.get("entrypoint"), str):
+            return web.Response(status=400, text="TypeError: entrypoint must be a string")
+        sid = body["submission_id"]
+        if sid in self.jobs:
+            return web.Response(status=500, text=f"Traceback...\nValueError: Job with submission_id {sid} already exists.")
+        self.jobs[sid] = {"submission_id": sid, "status": "PENDING", "message": "", "entrypoint": body["entrypoint"],
+                          "runtime_env": body.get("runtime_env"), "metadata": body.get("metadata") or {}}
+        return web.json_response({"job_id": sid, "submission_id": sid})
+
+    async def get(self, request: web.Request) -> web.Response:
+        sid = request.match_info["id"]
+        if sid not in self.jobs or self.hide_next_get:
+            self.hide_next_get = False
+            return web.Response(status=404, text=f"Job {sid} does not exist")
+        return web.json_response(self.jobs[sid])
+
+    async def stop(self, request: web.Request) -> web.Response:
+        sid = request.match_info["id"]
+        if sid not in self.jobs:
+            return web.Response(status=404, text=f"Job {sid} does not exist")
+        running = self.jobs[sid]["status"] in ("PENDING", "RUNNING")
+        if running:
+            self.jobs[sid]["status"] = "STOPPED"
+        return web.json_response({"stopped": running})
+
+    async def get_logs(self, request: web.Request) -> web.Response:
+        sid = request.match_info["id"]
+        if sid not in self.jobs:
+            return web.Response(status=404, text=f"Job {sid} does not exist")
+        return web.json_response({"logs": "".join(self.logs.get(sid, []))})
+
+    async def tail(self, request: web.Request) -> web.StreamResponse:
+        sid = request.match_info["id"]
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        for chunk in self.logs.get(sid, []):
+            await ws.send_str(chunk)
+        await ws.close()
+        return ws
+
+
+class FakeKube:
+    """Same contract as geneva_operator.kube.Kube (404 -> None/False, 409 -> get)."""
+
+    def __init__(self) -> None:
+        self.clusters: dict[tuple[str, str], dict[str, Any]] = {}
+        self.secrets: dict[tuple[str, str], dict[str, str]] = {}
+        self.calls: list[str] = []
+
+    async def get_ray_cluster(self, namespace: str, name: str) -> Optional[dict[str, Any]]:
+        self.calls.append(f"get {name}")
+        found = self.clusters.get((namespace, name))
+        return copy.deepcopy(found) if found is not None else None
+
+    async def create_ray_cluster(self, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
+        self.calls.append(f"create {body['metadata']['name']}")
+        key = (namespace, body["metadata"]["name"])
+        self.clusters.setdefault(key, copy.deepcopy(body))
+        return copy.deepcopy(self.clusters[key])
+
+    async def patch_ray_cluster(self, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
+        self.calls.append(f"patch {name}")
+        return self.clusters[(namespace, name)]
+
+    async def delete_ray_cluster(self, namespace: str, name: str) -> bool:
+        self.calls.append(f"delete {name}")
+        return self.clusters.pop((namespace, name), None) is not None
+
+    async def read_secret_key(self, namespace: str, name: str, key: str) -> str:
+        self.calls.append(f"secret {name}")
+        data = self.secrets.get((namespace, name))
+        if data is None:
+            raise SecretProblem(f"Secret {name} not found in namespace {namespace}")
+        if key not in data:
+            raise SecretProblem(f"Secret {name} has no key {key!r}")
+        return data[key]
+
+    def make_ready(self, namespace: str, name: str) -> None:
+        self.clusters[(namespace, name)]["status"] = {
+            "state": "ready",
+            "conditions": [{"type": "HeadPodReady", "status": "True"}, {"type": "RayClusterProvisioned", "status": "True"}],
+        }

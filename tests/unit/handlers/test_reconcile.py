@@ -1,0 +1,248 @@
+"""The handlers' reconcile (observe -> decide -> act -> status patch) against in-process fakes
+of Kubernetes and of Ray's Job API: the wiring the pure state machine tests cannot see."""
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+from typing import Any, Awaitable, Callable
+
+import aiohttp
+import kopf
+import pytest
+from aiohttp.test_utils import TestServer
+
+sys.path.insert(0, str(Path(__file__).parent))
+from fakes import TOKEN, FakeKube, FakeRay  # noqa: E402
+
+from geneva_operator.api.job_contract import entrypoint, format_progress, format_result  # noqa: E402
+from geneva_operator.api.models import BackfillSpec, BackfillStatus  # noqa: E402
+from geneva_operator.handlers import backfill  # noqa: E402
+from geneva_operator.handlers.runtime import Runtime, _ray_cluster_ready, parse_status, status_patch  # noqa: E402
+from geneva_operator.rayjobs import LogFollower  # noqa: E402
+from geneva_operator.settings import OperatorSettings  # noqa: E402
+
+NS, NAME, UID = "geneva", "bf", "9a8b7c6d-0000-1111-2222-333344445555"
+
+
+def spec_wire(**over: Any) -> dict[str, Any]:
+    wire: dict[str, Any] = {
+        "table": {"uri": "/data/db", "name": "t"},
+        "column": "out",
+        "udf": {"function": "m:f", "inputColumns": ["a"], "outputType": "int32", "version": "1"},
+        "cluster": {},
+        "auth": {"tokenSecretRef": {"name": "ray-token"}},
+        "runtimeEnv": {"pip": ["pkg==1"], "envVars": {"A": "1"}},
+        "backoffLimit": 1,
+    }
+    wire.update(over)
+    return wire
+
+
+class Harness:
+    """A resource body, the runtime, and kopf's per-resource memo; `reconcile` applies the
+    status patch to the body as kopf would."""
+
+    def __init__(self, url: str, session: aiohttp.ClientSession, kube: FakeKube, fake: FakeRay, **spec_over: Any):
+        self.kube, self.fake = kube, fake
+        self.body: dict[str, Any] = {
+            "apiVersion": "geneva.lancedb.com/v1alpha1", "kind": "GenevaBackfill",
+            "metadata": {"name": NAME, "namespace": NS, "uid": UID, "generation": 1},
+            "spec": spec_wire(**spec_over), "status": {},
+        }
+        self.events: list[tuple[str, str, str]] = []
+        self.runtime = self.new_runtime(url, session)
+        self.memo = kopf.Memo(runtime=self.runtime)
+
+    def new_runtime(self, url: str, session: aiohttp.ClientSession) -> Runtime:
+        runtime = Runtime(OperatorSettings(dashboard_url_template=url), self.kube, session)
+        runtime.post_event = lambda body, type, reason, message: self.events.append((type, reason, message))
+        return runtime
+
+    async def reconcile(self, persist: bool = True) -> dict[str, Any]:
+        patch = kopf.Patch()
+        await backfill.reconcile(self.body, self.memo, patch, "test")
+        changes = dict(patch.get("status") or {})
+        if persist:
+            status = dict(self.body["status"])
+            status.update(changes)
+            self.body["status"] = {k: v for k, v in status.items() if v is not None}
+        return changes
+
+    @property
+    def status(self) -> BackfillStatus:
+        return parse_status(self.body["status"])
+
+
+def run(test: Callable[[FakeRay, str, aiohttp.ClientSession], Awaitable[None]]) -> None:
+    fake = FakeRay()
+
+    async def main() -> None:
+        server = TestServer(fake.app(), host="127.0.0.1")
+        await server.start_server()
+        try:
+            async with aiohttp.ClientSession() as session:
+                await test(fake, str(server.make_url("")).rstrip("/"), session)
+        finally:
+            await server.close()
+
+    asyncio.run(main())
+
+
+def test_full_run_create_submit_progress_succeed_delete():
+    async def body(fake: FakeRay, url: str, session: aiohttp.ClientSession) -> None:
+        kube = FakeKube()
+        kube.secrets[(NS, "ray-token")] = {"token": TOKEN}
+        h = Harness(url, session, kube, fake)
+
+        await h.reconcile()
+        assert h.status.phase == "Provisioning"
+        cluster = kube.clusters[(NS, "bf-ray")]
+        assert cluster["metadata"]["ownerReferences"][0]["uid"] == UID
+        assert ("Normal", "RunStarted") in {(t, r) for t, r, _ in h.events}
+
+        await h.reconcile()  # not ready yet: nothing submitted
+        assert not fake.jobs and h.status.phase == "Provisioning"
+
+        kube.make_ready(NS, "bf-ray")
+        await h.reconcile()
+        [sid] = fake.jobs
+        assert sid == h.status.job_id and sid.startswith("geneva-9a8b7c6d-") and sid.endswith("-1")
+        job = fake.jobs[sid]
+        assert job["entrypoint"] == entrypoint(BackfillSpec.model_validate(h.body["spec"]))
+        assert job["runtime_env"] == {"pip": ["pkg==1"], "env_vars": {"A": "1"}}
+        assert job["metadata"]["geneva.lancedb.com/backfill"] == f"{NS}/{NAME}"
+
+        # A restarted operator whose status patch was lost submits nothing new.
+        h.body["status"]["jobId"] = None
+        h.body["status"]["attempts"] = 0
+        h.runtime = h.new_runtime(url, session)
+        h.memo = kopf.Memo(runtime=h.runtime)
+        await h.reconcile()
+        assert fake.posts == 1 and h.status.job_id == sid
+
+        fake.jobs[sid]["status"] = "RUNNING"
+        follower = LogFollower(sid)
+        follower.feed(format_progress({"rowsDone": 4_100_000, "rowsTotal": 10_000_000, "fragmentsDone": 41, "fragmentsTotal": 100}) + "\n")
+        h.memo.follower = follower
+        await h.reconcile()
+        assert h.status.phase == "Running" and h.body["status"]["rows"] == "4.1M/10.0M"
+        assert h.body["status"]["progress"]["percent"] == 41
+
+        fake.jobs[sid]["status"] = "SUCCEEDED"
+        fake.logs[sid] = [format_result({"rowsDone": 10_000_000, "rowsTotal": 10_000_000, "committedVersion": 12}) + "\n"]
+        await h.reconcile()
+        assert h.status.phase == "Succeeded" and h.status.table_version == 12
+        assert h.body["status"]["rows"] == "10.0M/10.0M"
+
+        # Deletion: our cluster goes, then the finalizer may go.
+        with pytest.raises(kopf.TemporaryError):
+            await backfill.on_delete(body=h.body, memo=h.memo)
+        assert (NS, "bf-ray") not in kube.clusters
+        await backfill.on_delete(body=h.body, memo=h.memo)
+
+    run(body)
+
+
+def test_failed_job_keeps_log_tail_and_retries_then_fails():
+    async def body(fake: FakeRay, url: str, session: aiohttp.ClientSession) -> None:
+        kube = FakeKube()
+        kube.secrets[(NS, "ray-token")] = {"token": TOKEN}
+        h = Harness(url, session, kube, fake)
+        await h.reconcile()
+        kube.make_ready(NS, "bf-ray")
+        await h.reconcile()
+        first = h.status.job_id
+        fake.jobs[first].update(status="FAILED", message="Job entrypoint command failed with exit code 1")
+        fake.logs[first] = [f"line {i}\n" for i in range(50)] + ["RuntimeError: udf exploded\n"]
+        await h.reconcile()
+        second = h.status.job_id
+        assert second != first and second in fake.jobs and h.status.attempts == 2
+        assert h.status.log_tail.endswith("RuntimeError: udf exploded")
+        assert any(r == "JobFailed" and t == "Warning" for t, r, _ in h.events)
+        fake.jobs[second].update(status="FAILED", message="exit code 1")
+        await h.reconcile()
+        assert h.status.phase == "Failed" and h.status.reason == "BackoffLimitExceeded"
+        assert len(fake.jobs) == 2
+
+    run(body)
+
+
+def test_missing_secret_fails_naming_the_field_and_creates_nothing():
+    async def body(fake: FakeRay, url: str, session: aiohttp.ClientSession) -> None:
+        kube = FakeKube()
+        h = Harness(url, session, kube, fake)
+        await h.reconcile()
+        assert h.status.phase == "Failed" and h.status.reason == "AuthSecretNotFound"
+        assert h.status.message.startswith("spec.auth.tokenSecretRef")
+        assert not kube.clusters and not any(c.startswith("create") for c in kube.calls)
+
+    run(body)
+
+
+def test_missing_existing_cluster_fails_and_creates_nothing():
+    async def body(fake: FakeRay, url: str, session: aiohttp.ClientSession) -> None:
+        kube = FakeKube()
+        kube.secrets[(NS, "ray-token")] = {"token": TOKEN}
+        h = Harness(url, session, kube, fake, cluster=None, existingCluster={"name": "shared"})
+        h.body["spec"].pop("cluster")
+        await h.reconcile()
+        assert h.status.reason == "ExistingClusterNotFound" and "spec.existingCluster.name" in h.status.message
+        assert not kube.clusters
+
+    run(body)
+
+
+def test_wrong_token_fails_the_backfill_without_leaking_it():
+    async def body(fake: FakeRay, url: str, session: aiohttp.ClientSession) -> None:
+        kube = FakeKube()
+        kube.secrets[(NS, "ray-token")] = {"token": "not-the-token"}
+        h = Harness(url, session, kube, fake)
+        await h.reconcile()
+        kube.make_ready(NS, "bf-ray")
+        await h.reconcile()
+        assert h.status.phase == "Failed" and h.status.reason == "RayUnauthorized"
+        assert "spec.auth.tokenSecretRef" in h.status.message
+        assert "not-the-token" not in str(h.body["status"]) and "not-the-token" not in str(h.events)
+
+    run(body)
+
+
+def test_finished_resources_cost_no_requests():
+    async def body(fake: FakeRay, url: str, session: aiohttp.ClientSession) -> None:
+        kube = FakeKube()
+        h = Harness(url, session, kube, fake, cleanup={"policy": "Never"})
+        h.body["status"] = {"phase": "Succeeded", "udfVersion": "1", "startTime": "2026-01-01T00:00:00Z",
+                            "completionTime": "2026-01-01T01:00:00Z", "rayClusterName": "bf-ray", "attempts": 1}
+        assert not backfill._should_poll(h.body["spec"], h.body["status"])
+        kube.calls.clear()
+        await h.reconcile()
+        assert kube.calls == [] and fake.posts == 0
+
+    run(body)
+
+
+def test_status_patch_sets_changes_and_removes_stale_keys():
+    old = {"phase": "Running", "jobId": "j", "logTail": "x", "foreign": 1}
+    new = BackfillStatus(phase="Failed", job_id="j", attempts=1)
+    assert status_patch(old, new) == {"phase": "Failed", "attempts": 1, "conditions": [], "logTail": None}
+    assert status_patch(new.to_wire(), new) == {}
+
+
+def test_parse_status_ignores_unknown_keys():
+    assert parse_status({"phase": "Running", "kopf": {"progress": {}}}).phase == "Running"
+
+
+@pytest.mark.parametrize(
+    "obj,ready",
+    [
+        ({"status": {"conditions": [{"type": "HeadPodReady", "status": "True"}]}}, True),
+        ({"status": {"state": "ready", "conditions": [{"type": "HeadPodReady", "status": "False"}]}}, False),
+        ({"status": {"state": "ready"}}, True),
+        ({"status": {}}, False),
+        ({"metadata": {"deletionTimestamp": "x"}, "status": {"state": "ready"}}, False),
+        ({"status": {"conditions": [{"type": "RayClusterReplicaFailure", "status": "True", "reason": "FailedCreateHeadPod"}]}}, False),
+    ],
+)
+def test_ray_cluster_readiness(obj, ready):
+    assert _ray_cluster_ready(obj)[0] is ready

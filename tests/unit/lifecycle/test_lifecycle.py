@@ -1,0 +1,575 @@
+"""The state machine, transition by transition. `World` replays what the handlers do: observe,
+decide, (pretend to) act, persist the status; the tests assert on phases, conditions, actions."""
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import datetime, timedelta, timezone
+from typing import Any, Optional
+
+import pytest
+
+from geneva_operator import lifecycle as lc
+from geneva_operator.api.models import BackfillSpec, BackfillStatus
+from geneva_operator.lifecycle import (
+    ClusterView,
+    CreateCluster,
+    DeleteCluster,
+    InputError,
+    JobState,
+    JobView,
+    Observed,
+    PatchCluster,
+    RecordEvent,
+    StopJob,
+    SubmitJob,
+)
+
+UID = "4f1c2d3e-aaaa-bbbb-cccc-0123456789ab"
+T0 = datetime(2026, 3, 1, 12, 0, 0, tzinfo=timezone.utc)
+READY = ClusterView(exists=True, ready=True, owned=True)
+ABSENT = ClusterView(exists=False)
+
+
+def make_spec(**over: Any) -> BackfillSpec:
+    wire: dict[str, Any] = {
+        "table": {"uri": "s3://b/db", "name": "t"},
+        "column": "out",
+        "udf": {"function": "m:f", "inputColumns": ["a"], "outputType": "int32", "version": "1"},
+        "cluster": {},
+        "backoffLimit": 2,
+        "startupDeadlineSeconds": 600,
+    }
+    for key, value in over.items():
+        if value is None:
+            wire.pop(key, None)
+        else:
+            wire[key] = value
+    return BackfillSpec.model_validate(wire)
+
+
+class World:
+    def __init__(self, spec: Optional[BackfillSpec] = None, status: Optional[BackfillStatus] = None):
+        self.spec = spec or make_spec()
+        self.status = status or BackfillStatus()
+        self.now = T0
+        self.generation = 1
+        self.last: Optional[lc.Decision] = None
+
+    def observed(self, **kw: Any) -> Observed:
+        name = self.spec.existing_cluster.name if self.spec.existing_cluster else "bf-ray"
+        base = dict(
+            name="bf", namespace="ns", uid=UID, generation=self.generation, spec=self.spec,
+            status=self.status, now=self.now, cluster_name=name, dashboard_url="http://d:8265",
+        )
+        base.update(kw)
+        return Observed(**base)
+
+    def step(self, persist: bool = True, **kw: Any) -> lc.Decision:
+        self.last = lc.decide(self.observed(**kw))
+        if persist:
+            self.status = self.last.status
+        return self.last
+
+    def tick(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+    def job(self, state: JobState, **kw: Any) -> JobView:
+        return JobView(self.status.job_id, state, **kw)
+
+    def running(self) -> "World":
+        """Drive to Running with attempt 1."""
+        self.step(cluster=ABSENT)
+        self.tick(5)
+        self.step(cluster=READY)
+        self.tick(5)
+        self.step(cluster=READY, job=self.job(JobState.RUNNING))
+        assert self.status.phase == "Running"
+        return self
+
+
+def actions(d: lc.Decision, kind: type) -> list:
+    return [a for a in d.actions if isinstance(a, kind)]
+
+
+def cond(status: BackfillStatus, type_: str):
+    c = lc.condition(status, type_)
+    assert c is not None, type_
+    return c
+
+
+# ---------------------------------------------------------------- the happy path
+
+
+def test_first_sight_starts_a_run_and_creates_the_cluster():
+    w = World()
+    d = w.step(cluster=ABSENT)
+    assert w.status.phase == "Provisioning"
+    assert w.status.udf_version == "1" and w.status.start_time == "2026-03-01T12:00:00Z"
+    assert w.status.attempts == 0 and w.status.job_id is None
+    assert actions(d, CreateCluster) == [CreateCluster("bf-ray")]
+    assert not actions(d, SubmitJob)
+    assert {e.reason for e in actions(d, RecordEvent)} >= {"RunStarted", "CreatingCluster"}
+    assert {c.type for c in w.status.conditions} == set(lc.CONDITION_TYPES)
+    assert cond(w.status, "ClusterReady").status == "False"
+    assert cond(w.status, "Progressing").status == "True"
+    assert all(c.observed_generation == 1 and c.last_transition_time for c in w.status.conditions)
+    assert w.status.ray_cluster_name == "bf-ray" and w.status.dashboard_url == "http://d:8265"
+
+
+def test_waits_for_cluster_then_submits_attempt_one_with_deterministic_id():
+    w = World()
+    w.step(cluster=ABSENT)
+    w.tick(5)
+    d = w.step(cluster=replace(READY, ready=False, message="head pod not ready"))
+    assert w.status.phase == "Provisioning" and not d.actions
+    assert cond(w.status, "ClusterReady").message == "head pod not ready"
+    w.tick(5)
+    d = w.step(cluster=READY)
+    sid = "geneva-4f1c2d3e-20260301t120000-1"
+    assert actions(d, SubmitJob) == [SubmitJob(sid, 1)]
+    assert w.status.job_id == sid and w.status.attempts == 1
+    assert cond(w.status, "ClusterReady").status == "True"
+    assert cond(w.status, "JobSubmitted").status == "True"
+
+
+def test_the_same_observation_gives_the_same_decision():
+    # A crashed operator re-deciding from the same persisted status submits the same id
+    # (the handlers GET it first and adopt the job).
+    w = World()
+    w.step(cluster=ABSENT)
+    w.tick(5)
+    first = w.step(cluster=READY, persist=False)
+    again = w.step(cluster=READY, persist=False)
+    assert first == again
+    assert actions(first, SubmitJob)[0].submission_id == actions(again, SubmitJob)[0].submission_id
+
+
+def test_no_submission_in_the_reconcile_that_starts_the_run():
+    # existingCluster ready at first sight: the run start must be persisted before the first
+    # submission, since the submission id derives from it.
+    w = World(make_spec(cluster=None, existingCluster={"name": "shared"}))
+    d = w.step(cluster=ClusterView(exists=True, ready=True, owned=False))
+    assert not actions(d, SubmitJob) and w.status.phase == "Provisioning"
+    w.tick(5)
+    d = w.step(cluster=ClusterView(exists=True, ready=True, owned=False))
+    assert len(actions(d, SubmitJob)) == 1
+
+
+def test_pending_running_progress_and_success():
+    w = World()
+    w.step(cluster=ABSENT)
+    w.tick(5)
+    w.step(cluster=READY)
+    w.tick(5)
+    w.step(cluster=READY, job=w.job(JobState.PENDING, message="setting up runtime env"))
+    assert w.status.phase == "Provisioning"
+    progress = {"fragmentsDone": 4, "fragmentsTotal": 10, "rowsDone": 4_100_000, "rowsTotal": 10_000_000, "rowsPerSecond": 1000.0, "tableVersion": 7}
+    w.tick(5)
+    d = w.step(cluster=READY, job=w.job(JobState.RUNNING, progress=progress))
+    assert w.status.phase == "Running"
+    assert w.status.rows == "4.1M/10.0M"
+    assert w.status.progress.percent == 41 and w.status.progress.eta_seconds == 5900
+    assert w.status.table_version == 7
+    assert any(e.reason == "JobRunning" for e in actions(d, RecordEvent))
+    # same progress again: status unchanged (no patch, updatedAt kept)
+    before = w.status.model_copy(deep=True)
+    w.tick(5)
+    d = w.step(cluster=READY, job=w.job(JobState.RUNNING, progress=progress))
+    assert w.status == before and not d.actions
+    result = {**progress, "rowsDone": 10_000_000, "fragmentsDone": 10, "committedVersion": 9}
+    w.tick(5)
+    d = w.step(cluster=READY, job=w.job(JobState.SUCCEEDED, progress=result))
+    assert w.status.phase == "Succeeded" and w.status.table_version == 9
+    assert w.status.completion_time == lc.format_time(w.now)
+    assert cond(w.status, "Complete").status == "True"
+    assert cond(w.status, "Progressing").status == "False"
+    assert w.status.rows == "10.0M/10.0M" and w.status.progress.percent == 100
+
+
+def test_rows_per_second_derived_when_the_job_does_not_report_it():
+    w = World().running()
+    w.step(cluster=READY, job=w.job(JobState.RUNNING, progress={"rowsDone": 1000, "rowsTotal": 5000}))
+    w.tick(10)
+    w.step(cluster=READY, job=w.job(JobState.RUNNING, progress={"rowsDone": 2000, "rowsTotal": 5000}))
+    assert w.status.progress.rows_per_second == 100.0 and w.status.progress.eta_seconds == 30
+
+
+# ---------------------------------------------------------------- failures and retries
+
+
+def test_failed_attempt_retries_with_a_new_id_until_backoff_limit():
+    w = World(make_spec(backoffLimit=1)).running()
+    first = w.status.job_id
+    log = "\n".join(f"line {i}" for i in range(100)) + "\nValueError: boom\n"
+    d = w.step(cluster=READY, job=w.job(JobState.FAILED, message="exit 1", log_tail=log))
+    [submit] = actions(d, SubmitJob)
+    assert submit.attempt == 2 and submit.submission_id.endswith("-2") and submit.submission_id != first
+    assert w.status.attempts == 2 and w.status.job_id == submit.submission_id
+    assert w.status.phase == "Running"
+    assert w.status.log_tail.endswith("ValueError: boom") and len(w.status.log_tail.splitlines()) == lc.LOG_TAIL_LINES
+    assert any(e.type == "Warning" and e.reason == "JobFailed" for e in actions(d, RecordEvent))
+    w.tick(5)
+    d = w.step(cluster=READY, job=w.job(JobState.FAILED, message="exit 1 again", log_tail="Traceback\nKeyError\n"))
+    assert w.status.phase == "Failed" and w.status.reason == "BackoffLimitExceeded"
+    assert not actions(d, SubmitJob) and not actions(d, StopJob)
+    assert "exit 1 again" in w.status.message and w.status.log_tail == "Traceback\nKeyError"
+    assert cond(w.status, "Failed").status == "True"
+
+
+def test_retry_decision_is_repeatable_after_a_crash():
+    w = World().running()
+    failed = w.job(JobState.FAILED, message="x")
+    a = w.step(cluster=READY, job=failed, persist=False)
+    b = w.step(cluster=READY, job=failed, persist=False)
+    assert actions(a, SubmitJob) == actions(b, SubmitJob)
+
+
+def test_job_stopped_by_someone_else_counts_as_a_failed_attempt():
+    w = World().running()
+    d = w.step(cluster=READY, job=w.job(JobState.STOPPED))
+    assert w.status.reason == "JobStopped" and actions(d, SubmitJob)[0].attempt == 2
+
+
+def test_job_missing_from_ray_is_lost_and_retried():
+    w = World().running()
+    d = w.step(cluster=READY, job=w.job(JobState.NOT_FOUND))
+    assert w.status.reason == "JobLost" and actions(d, SubmitJob)[0].attempt == 2
+
+
+def test_unreachable_dashboard_changes_nothing_but_the_message():
+    w = World().running()
+    d = w.step(cluster=READY, job=w.job(JobState.UNREACHABLE, message="connection refused"))
+    assert w.status.phase == "Running" and not d.actions
+    assert "connection refused" in cond(w.status, "Progressing").message
+
+
+def test_cluster_lost_under_a_running_job_recreates_it_and_retries():
+    w = World().running()
+    d = w.step(cluster=ABSENT)
+    assert actions(d, CreateCluster) and not actions(d, SubmitJob)
+    assert w.status.attempts == 2 and w.status.job_id is None and w.status.phase == "Running"
+    w.tick(5)
+    d = w.step(cluster=READY)
+    assert actions(d, SubmitJob)[0] == SubmitJob(lc.submission_id(UID, w.status.start_time, 2), 2)
+
+
+def test_cluster_lost_with_no_retries_left_fails():
+    w = World(make_spec(backoffLimit=0)).running()
+    d = w.step(cluster=ABSENT)
+    assert w.status.phase == "Failed" and "ClusterLost" in w.status.message and not actions(d, CreateCluster)
+
+
+# ---------------------------------------------------------------- deadlines
+
+
+def test_startup_deadline_fails_a_cluster_that_never_gets_ready():
+    w = World(make_spec(startupDeadlineSeconds=60))
+    w.step(cluster=ABSENT)
+    w.tick(30)
+    w.step(cluster=replace(READY, ready=False, message="Unschedulable"))
+    assert w.status.phase == "Provisioning"
+    w.tick(31)
+    d = w.step(cluster=replace(READY, ready=False, message="Unschedulable"))
+    assert w.status.phase == "Failed" and w.status.reason == "StartupDeadlineExceeded"
+    assert "spec.startupDeadlineSeconds" in w.status.message and "Unschedulable" in w.status.message
+    assert any(e.type == "Warning" for e in actions(d, RecordEvent))
+
+
+def test_startup_deadline_covers_a_job_stuck_pending():
+    w = World(make_spec(startupDeadlineSeconds=60))
+    w.step(cluster=ABSENT)
+    w.tick(5)
+    w.step(cluster=READY)
+    w.tick(60)
+    d = w.step(cluster=READY, job=w.job(JobState.PENDING))
+    assert w.status.reason == "StartupDeadlineExceeded"
+    assert actions(d, StopJob) == [StopJob(w.status.job_id)]
+
+
+def test_active_deadline_stops_the_job_and_fails():
+    w = World(make_spec(activeDeadlineSeconds=3600)).running()
+    w.tick(3600)
+    d = w.step(cluster=READY, job=w.job(JobState.RUNNING))
+    assert w.status.phase == "Failed" and w.status.reason == "DeadlineExceeded"
+    assert actions(d, StopJob) == [StopJob(w.status.job_id)]
+    assert "spec.activeDeadlineSeconds" in w.status.message
+
+
+# ---------------------------------------------------------------- suspend / resume
+
+
+def test_suspend_stops_the_job_deletes_our_cluster_and_settles():
+    w = World().running()
+    attempt_id = w.status.job_id
+    w.spec = make_spec(suspend=True)
+    w.generation = 2
+    d = w.step(cluster=READY, job=w.job(JobState.RUNNING))
+    assert w.status.phase == "Suspended"
+    assert actions(d, StopJob) == [StopJob(attempt_id)] and actions(d, DeleteCluster) == [DeleteCluster("bf-ray")]
+    assert cond(w.status, "Suspended").reason == lc.SUSPENDING
+    assert lc.should_poll(w.spec, w.status)
+    w.tick(5)
+    d = w.step(cluster=ABSENT, job=w.job(JobState.UNREACHABLE))
+    assert cond(w.status, "Suspended").reason == lc.SUSPENDED_IDLE
+    assert not lc.should_poll(w.spec, w.status)
+    assert not lc.needs(w.spec, w.status, w.now).anything
+    assert all(c.observed_generation == 2 for c in w.status.conditions)
+
+
+def test_resume_starts_a_new_run_segment_with_the_same_attempt():
+    w = World().running()
+    old_id, old_start = w.status.job_id, w.status.start_time
+    w.spec = make_spec(suspend=True)
+    w.step(cluster=READY, job=w.job(JobState.RUNNING))
+    w.step(cluster=ABSENT)
+    w.spec = make_spec(suspend=False)
+    d = w.step(cluster=ABSENT)  # same second as the run start: the new start must still differ
+    assert w.status.phase == "Provisioning" and w.status.job_id is None
+    assert w.status.start_time > old_start and w.status.attempts == 1
+    assert actions(d, CreateCluster) and not actions(d, SubmitJob)
+    assert cond(w.status, "Suspended").status == "False"
+    w.tick(5)
+    d = w.step(cluster=READY)
+    [submit] = actions(d, SubmitJob)
+    assert submit.attempt == 1 and submit.submission_id != old_id
+
+
+def test_suspend_on_an_existing_cluster_only_stops_the_job():
+    spec = make_spec(cluster=None, existingCluster={"name": "shared"})
+    w = World(spec)
+    shared = ClusterView(exists=True, ready=True, owned=False, patch={"x": 1}, recreate=("image",))
+    w.step(cluster=shared)
+    w.tick(5)
+    d = w.step(cluster=shared)
+    assert not actions(d, PatchCluster) and not actions(d, DeleteCluster)
+    w.spec = make_spec(cluster=None, existingCluster={"name": "shared"}, suspend=True)
+    d = w.step(cluster=shared, job=w.job(JobState.RUNNING))
+    assert actions(d, StopJob) and not actions(d, DeleteCluster)
+    assert cond(w.status, "Suspended").reason == lc.SUSPENDING
+    d = w.step(cluster=shared, job=w.job(JobState.STOPPED))
+    assert not d.actions or not actions(d, StopJob)
+    assert cond(w.status, "Suspended").reason == lc.SUSPENDED_IDLE
+
+
+def test_suspend_before_anything_ran():
+    w = World(make_spec(suspend=True))
+    d = w.step(cluster=ABSENT)
+    assert w.status.phase == "Suspended" and not actions(d, CreateCluster)
+    assert cond(w.status, "Suspended").reason == lc.SUSPENDED_IDLE
+
+
+# ---------------------------------------------------------------- new udf version
+
+
+def test_new_udf_version_after_success_starts_a_new_run():
+    w = World().running()
+    first_id = w.status.job_id
+    w.step(cluster=READY, job=w.job(JobState.SUCCEEDED, progress={"rowsDone": 5, "rowsTotal": 5, "committedVersion": 3}))
+    assert w.status.phase == "Succeeded"
+    assert not lc.needs(w.spec, w.status, w.now).anything
+    w.tick(60)
+    w.spec = make_spec(udf={"function": "m:f", "inputColumns": ["a"], "outputType": "int32", "version": "2"})
+    assert lc.should_poll(w.spec, w.status)
+    d = w.step(cluster=READY)
+    assert w.status.phase == "Provisioning" and w.status.udf_version == "2"
+    assert w.status.attempts == 0 and w.status.progress is None and w.status.completion_time is None
+    assert cond(w.status, "Complete").status == "False"
+    assert not actions(d, SubmitJob) and not actions(d, StopJob)
+    w.tick(5)
+    d = w.step(cluster=READY)
+    [submit] = actions(d, SubmitJob)
+    assert submit.attempt == 1 and submit.submission_id != first_id
+
+
+def test_new_udf_version_while_running_stops_the_old_job():
+    w = World().running()
+    old = w.status.job_id
+    w.spec = make_spec(udf={"function": "m:f", "inputColumns": ["a"], "outputType": "int32", "version": "2"})
+    d = w.step(cluster=READY, job=JobView(old, JobState.RUNNING))
+    assert actions(d, StopJob) == [StopJob(old)]
+    assert w.status.attempts == 0 and w.status.job_id is None and w.status.udf_version == "2"
+
+
+# ---------------------------------------------------------------- cleanup after the run
+
+
+def _succeeded(spec: BackfillSpec, state: JobState = JobState.SUCCEEDED) -> World:
+    w = World(spec).running()
+    w.step(cluster=READY, job=w.job(state, message="boom"))
+    return w
+
+
+@pytest.mark.parametrize(
+    "policy,state,deleted",
+    [
+        ("Always", JobState.SUCCEEDED, True),
+        ("Always", JobState.FAILED, True),
+        ("OnSuccess", JobState.SUCCEEDED, True),
+        ("OnSuccess", JobState.FAILED, False),
+        ("Never", JobState.SUCCEEDED, False),
+    ],
+)
+def test_cleanup_policy_and_ttl(policy, state, deleted):
+    w = _succeeded(make_spec(backoffLimit=0, cleanup={"policy": policy, "ttlSecondsAfterFinished": 600}), state)
+    assert w.status.phase in ("Succeeded", "Failed")
+    assert lc.should_poll(w.spec, w.status) == deleted
+    w.tick(599)
+    assert not lc.needs(w.spec, w.status, w.now).anything  # waiting for the TTL costs no requests
+    assert not actions(w.step(), DeleteCluster)
+    w.tick(1)
+    d = w.step()
+    assert (actions(d, DeleteCluster) == [DeleteCluster("bf-ray")]) == deleted
+    if deleted:
+        assert cond(w.status, "ClusterReady").reason == lc.CLUSTER_DELETED
+    assert not lc.should_poll(w.spec, w.status)  # the resource stays; nothing polls it
+    w.tick(3600)
+    assert not w.step().actions
+
+
+def test_existing_cluster_is_never_cleaned_up():
+    spec = make_spec(cluster=None, existingCluster={"name": "shared"}, cleanup={"policy": "Always", "ttlSecondsAfterFinished": 0})
+    w = World(spec)
+    shared = ClusterView(exists=True, ready=True, owned=False)
+    w.step(cluster=shared)
+    w.tick(5)
+    w.step(cluster=shared)
+    w.step(cluster=shared, job=w.job(JobState.SUCCEEDED))
+    w.tick(10)
+    assert not lc.should_poll(w.spec, w.status) and not w.step().actions
+
+
+# ---------------------------------------------------------------- deletion
+
+
+def test_delete_stops_the_job_and_deletes_our_cluster_before_finalizing():
+    w = World().running()
+    d = w.step(deleting=True, cluster=READY, persist=False)
+    assert actions(d, StopJob) == [StopJob(w.status.job_id)]
+    assert actions(d, DeleteCluster) == [DeleteCluster("bf-ray")]
+    assert not d.finalized
+    d = w.step(deleting=True, cluster=ABSENT, persist=False)
+    assert d.finalized and not actions(d, DeleteCluster)
+
+
+def test_delete_on_an_existing_cluster_only_stops_the_job():
+    spec = make_spec(cluster=None, existingCluster={"name": "shared"})
+    w = World(spec, BackfillStatus(phase="Running", job_id="geneva-x-1", attempts=1, start_time="2026-03-01T12:00:00Z", udf_version="1"))
+    d = w.step(deleting=True, cluster=ClusterView(exists=True, ready=True, owned=False), persist=False)
+    assert actions(d, StopJob) == [StopJob("geneva-x-1")] and not actions(d, DeleteCluster) and d.finalized
+
+
+def test_delete_after_finish_does_not_stop_anything():
+    w = _succeeded(make_spec())
+    d = w.step(deleting=True, cluster=READY, persist=False)
+    assert not actions(d, StopJob) and actions(d, DeleteCluster)
+
+
+# ---------------------------------------------------------------- bad input
+
+
+def test_existing_cluster_missing_fails_naming_the_field():
+    w = World(make_spec(cluster=None, existingCluster={"name": "nope"}))
+    d = w.step(cluster=ABSENT)
+    assert w.status.phase == "Failed" and w.status.reason == "ExistingClusterNotFound"
+    assert w.status.message.startswith("spec.existingCluster.name")
+    assert not actions(d, CreateCluster)
+
+
+def test_missing_secret_fails_before_any_cluster_is_created():
+    w = World(make_spec(auth={"tokenSecretRef": {"name": "ray-token"}}))
+    problem = InputError("spec.auth.tokenSecretRef", "AuthSecretNotFound", "Secret ray-token not found")
+    d = w.step(cluster=ABSENT, input_error=problem)
+    assert w.status.phase == "Failed" and w.status.reason == "AuthSecretNotFound"
+    assert "spec.auth.tokenSecretRef" in w.status.message
+    assert not actions(d, CreateCluster)
+    assert not lc.should_poll(w.spec, w.status)
+
+
+def test_invalid_spec_fails_once():
+    w = World()
+    problem = InputError("spec.udf", "InvalidSpec", "bad")
+    w.step(spec=None, input_error=problem)
+    assert w.status.phase == "Failed" and w.status.reason == "InvalidSpec"
+    assert not w.step(spec=None, input_error=problem).actions
+
+
+def test_a_foreign_cluster_with_our_name_is_not_taken_over():
+    w = World()
+    d = w.step(cluster=ClusterView(exists=True, ready=True, owned=False))
+    assert w.status.reason == "ClusterNameConflict" and not actions(d, DeleteCluster) and not actions(d, PatchCluster)
+
+
+# ---------------------------------------------------------------- cluster drift
+
+
+def test_in_place_patch_is_applied_even_while_running():
+    w = World().running()
+    d = w.step(cluster=replace(READY, patch={"spec": {"x": 1}}), job=w.job(JobState.RUNNING))
+    assert actions(d, PatchCluster) == [PatchCluster("bf-ray", {"spec": {"x": 1}})]
+
+
+def test_recreate_waits_until_no_job_runs():
+    w = World().running()
+    d = w.step(cluster=replace(READY, recreate=("image",)), job=w.job(JobState.RUNNING))
+    assert not actions(d, DeleteCluster) and "image" in cond(w.status, "ClusterReady").message
+    w2 = World()
+    w2.step(cluster=ABSENT)
+    d = w2.step(cluster=replace(READY, ready=False, recreate=("image",)))
+    assert actions(d, DeleteCluster) == [DeleteCluster("bf-ray")]
+
+
+# ---------------------------------------------------------------- conditions and helpers
+
+
+def test_last_transition_time_only_moves_when_status_flips():
+    w = World()
+    w.step(cluster=ABSENT)
+    t_created = cond(w.status, "ClusterReady").last_transition_time
+    w.tick(10)
+    w.step(cluster=replace(READY, ready=False, message="other"))
+    assert cond(w.status, "ClusterReady").last_transition_time == t_created
+    w.tick(10)
+    w.step(cluster=READY)
+    assert cond(w.status, "ClusterReady").last_transition_time == lc.format_time(w.now)
+
+
+def test_should_poll_only_active_resources():
+    spec = make_spec()
+    assert lc.should_poll(spec, BackfillStatus())
+    for phase in ("Pending", "Provisioning", "Running"):
+        assert lc.should_poll(spec, BackfillStatus(phase=phase, udf_version="1", start_time="2026-01-01T00:00:00Z"))
+    never = make_spec(cleanup={"policy": "Never"})
+    assert not lc.should_poll(never, BackfillStatus(phase="Succeeded", udf_version="1", start_time="x", ray_cluster_name="c"))
+
+
+def test_submission_id_is_deterministic_and_unique_per_run_and_attempt():
+    a = lc.submission_id(UID, "2026-03-01T12:00:00Z", 1)
+    assert a == lc.submission_id(UID, "2026-03-01T12:00:00Z", 1) == "geneva-4f1c2d3e-20260301t120000-1"
+    assert len({a, lc.submission_id(UID, "2026-03-01T12:00:00Z", 2), lc.submission_id(UID, "2026-03-01T12:00:01Z", 1)}) == 3
+
+
+def test_bound_log_tail_limits_lines_and_bytes():
+    assert lc.bound_log_tail(None) is None
+    text = "\n".join("x" * 500 for _ in range(50))
+    tail = lc.bound_log_tail(text)
+    assert len(tail.encode()) <= lc.LOG_TAIL_BYTES and tail.startswith("x") and len(tail.splitlines()) < 30
+    assert lc.bound_log_tail("a\nb\nc\n", lines=2) == "b\nc"
+
+
+@pytest.mark.parametrize("n,text", [(0, "0"), (999, "999"), (4_100, "4.1K"), (4_100_000, "4.1M"), (2_500_000_000, "2.5B")])
+def test_human_count(n, text):
+    assert lc.human_count(n) == text
+
+
+def test_outdated_cluster_is_recreated_between_attempts():
+    w = World().running()
+    outdated = replace(READY, recreate=("image",))
+    d = w.step(cluster=outdated, job=w.job(JobState.FAILED, message="x"))
+    assert not actions(d, SubmitJob) and w.status.attempts == 2 and w.status.job_id is None
+    w.tick(5)
+    d = w.step(cluster=outdated)
+    assert actions(d, DeleteCluster) == [DeleteCluster("bf-ray")]
+    w.tick(5)
+    assert actions(w.step(cluster=ABSENT), CreateCluster)
+    w.tick(5)
+    assert actions(w.step(cluster=READY), SubmitJob)[0].attempt == 2
