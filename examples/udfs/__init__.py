@@ -1,0 +1,1 @@
+"""Example user functions for geneva backfills (importable as `examples.udfs.<module>` from the repo root)."""

@@ -1,0 +1,133 @@
+"""Progress sinks: where the engine reports how far it got.
+
+A sink gets a `ProgressUpdate` whenever fragments finish or a commit lands, and `close()`
+at the end. The terminal sink draws a tqdm bar; the log-line sink prints the lines the
+operator parses from the Ray driver log (api.job_contract); sinks can be combined.
+"""
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass
+from typing import Optional, Protocol, TextIO
+
+from ..api.job_contract import format_progress
+
+
+@dataclass(frozen=True)
+class ProgressUpdate:
+    fragments_done: int
+    fragments_total: int
+    rows_done: int
+    rows_total: int
+    rows_per_second: Optional[float]
+    table_version: Optional[int]
+
+    def to_payload(self) -> dict:
+        payload = {"fragmentsDone": self.fragments_done, "fragmentsTotal": self.fragments_total,
+                   "rowsDone": self.rows_done, "rowsTotal": self.rows_total}
+        if self.rows_per_second is not None:
+            payload["rowsPerSecond"] = round(self.rows_per_second, 1)
+        if self.table_version is not None:
+            payload["tableVersion"] = self.table_version
+        return payload
+
+
+class ProgressSink(Protocol):
+    def update(self, p: ProgressUpdate) -> None: ...
+    def close(self) -> None: ...
+
+
+class NullProgress:
+    def update(self, p: ProgressUpdate) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class LogLineProgress:
+    """GENEVA_PROGRESS lines, at most one per `min_interval` seconds except on commits."""
+
+    def __init__(self, stream: TextIO = sys.stdout, min_interval: float = 2.0):
+        self.stream, self.min_interval = stream, min_interval
+        self._last_time = 0.0
+        self._last_version: Optional[int] = None
+
+    def update(self, p: ProgressUpdate) -> None:
+        now = time.monotonic()
+        if p.table_version == self._last_version and now - self._last_time < self.min_interval and p.fragments_done < p.fragments_total:
+            return
+        self._last_time, self._last_version = now, p.table_version
+        print(format_progress(p.to_payload()), file=self.stream, flush=True)
+
+    def close(self) -> None:
+        pass
+
+
+class TerminalProgress:
+    """A tqdm bar counting rows, with fragments and the table version in the postfix."""
+
+    def __init__(self, stream: TextIO = sys.stderr, desc: str = "backfill"):
+        from tqdm import tqdm
+
+        self._bar = tqdm(total=0, unit="row", unit_scale=True, desc=desc, file=stream, dynamic_ncols=True)
+
+    def update(self, p: ProgressUpdate) -> None:
+        bar = self._bar
+        if bar.total != p.rows_total:
+            bar.total = p.rows_total
+        bar.update(p.rows_done - bar.n)
+        postfix = f"fragments {p.fragments_done}/{p.fragments_total}"
+        if p.table_version is not None:
+            postfix += f", version {p.table_version}"
+        bar.set_postfix_str(postfix, refresh=True)
+
+    def close(self) -> None:
+        self._bar.close()
+
+
+class MultiProgress:
+    def __init__(self, *sinks: ProgressSink):
+        self.sinks = sinks
+
+    def update(self, p: ProgressUpdate) -> None:
+        for s in self.sinks:
+            s.update(p)
+
+    def close(self) -> None:
+        for s in self.sinks:
+            s.close()
+
+
+class ProgressTracker:
+    """Counts what is done (computed, not yet necessarily committed) and feeds a sink."""
+
+    def __init__(self, sink: ProgressSink, fragments_total: int, rows_total: int):
+        self.sink = sink
+        self.fragments_total, self.rows_total = fragments_total, rows_total
+        self.fragments_done = self.rows_done = 0
+        self.table_version: Optional[int] = None
+        self.started = time.monotonic()
+
+    def fragment_done(self, rows: int) -> None:
+        self.fragments_done += 1
+        self.rows_done += rows
+        self.emit()
+
+    def fragment_undone(self, rows: int) -> None:
+        """A computed fragment was rewritten by another writer before we committed it."""
+        self.fragments_done -= 1
+        self.rows_done -= rows
+
+    def committed(self, version: int) -> None:
+        self.table_version = version
+        self.emit()
+
+    def rate(self) -> Optional[float]:
+        elapsed = time.monotonic() - self.started
+        return self.rows_done / elapsed if elapsed > 0 and self.rows_done else None
+
+    def emit(self) -> None:
+        self.sink.update(ProgressUpdate(self.fragments_done, self.fragments_total, self.rows_done,
+                                        self.rows_total, self.rate(), self.table_version))

@@ -1,0 +1,150 @@
+"""run_backfill: the engine's public entry point, shared by the CLI, the Ray job and benchmarks."""
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass
+from typing import Any, Optional, Union
+
+from ..api.models import BackfillSpec
+from .commit import Committer
+from .errors import BackfillError
+from .execute import TaskContext, run_units
+from .manifest import parse_spec
+from .plan import Plan, finish_run, plan, read_run_marker, write_run_marker, run_identity
+from .progress import NullProgress, ProgressSink, ProgressTracker
+from .table import TableLocation
+from .udf import udf_key
+
+log = logging.getLogger(__name__)
+
+MAX_ROUNDS = 3  # plan again when concurrent writers rewrote fragments we computed
+
+
+@dataclass
+class BackfillResult:
+    committed_version: int  # the table version after the run (the read version if nothing was committed)
+    read_version: int  # the version the (first) plan pinned
+    fragments_done: int
+    fragments_total: int
+    rows_done: int
+    rows_total: int
+    rows_computed: int  # rows the udf saw in this run (excludes checkpoints resumed from earlier attempts)
+    udf_calls: int  # function invocations (batches for Batch/RecordBatch, rows for Scalar)
+    commits: int
+    seconds: float
+
+    @property
+    def rows_per_second(self) -> float:
+        return self.rows_done / self.seconds if self.seconds > 0 else 0.0
+
+    def to_payload(self) -> dict[str, Any]:
+        """Keys of api.job_contract.format_result."""
+        return {"fragmentsDone": self.fragments_done, "fragmentsTotal": self.fragments_total,
+                "rowsDone": self.rows_done, "rowsTotal": self.rows_total,
+                "rowsPerSecond": round(self.rows_per_second, 1), "tableVersion": self.committed_version,
+                "committedVersion": self.committed_version, "rowsComputed": self.rows_computed,
+                "commits": self.commits, "seconds": round(self.seconds, 3)}
+
+
+def ensure_ray(ray_address: Optional[str] = None, num_cpus: Optional[int] = None) -> None:
+    """Connect to Ray: an address given, RAY_ADDRESS (a Ray job on a cluster), or else a lean
+    local Ray started here (no dashboard), which outlives the call so repeated runs reuse it."""
+    import warnings
+
+    import ray
+
+    if ray.is_initialized():
+        return
+    # Ray starts its processes with fork+exec, which is safe; lance and lancedb warn on any fork.
+    warnings.filterwarnings("ignore", message=".*fork.*", category=UserWarning, module="lance")
+    warnings.filterwarnings("ignore", message="lancedb fork support", category=RuntimeWarning)
+    if ray_address or os.environ.get("RAY_ADDRESS"):
+        ray.init(address=ray_address or "auto", logging_level=logging.WARNING)
+        return
+    # Local workers inherit the environment: make the caller's modules (udfs) importable there.
+    paths = [os.getcwd()] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    os.environ["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
+    ray.init(num_cpus=num_cpus or os.cpu_count(), include_dashboard=False, logging_level=logging.WARNING,
+             configure_logging=True)
+
+
+def _coerce_spec(spec: Union[BackfillSpec, dict]) -> BackfillSpec:
+    return spec if isinstance(spec, BackfillSpec) else parse_spec(spec)
+
+
+def run_backfill(spec: Union[BackfillSpec, dict], *, progress: Optional[ProgressSink] = None,
+                 ray_address: Optional[str] = None) -> BackfillResult:
+    """Fill spec.column of spec.table with the udf's output, resuming from checkpoints.
+
+    Raises BackfillError (SpecError, UdfError, StorageError) naming the field at fault. Nothing
+    is committed before the first group of fragments is computed, so a spec or udf that fails
+    from the start leaves the table exactly as it was."""
+    started = time.monotonic()
+    spec = _coerce_spec(spec)
+    sink = progress or NullProgress()
+    loc = TableLocation.from_ref(spec.table)
+    key = udf_key(spec.udf, spec.column)
+    marker = read_run_marker(loc, spec.column)
+    ident = run_identity(spec, key)
+    resuming = bool(marker and not marker.get("finished") and all(marker.get(k) == v for k, v in ident.items()))
+    run_id = marker["runId"] if resuming else os.urandom(12).hex()
+
+    totals = dict(fragments_done=0, fragments_total=0, rows_done=0, rows_total=0, rows_computed=0, udf_calls=0, commits=0)
+    read_version = None
+    committed_version = None
+    tracker: Optional[ProgressTracker] = None
+    try:
+        for round_no in range(MAX_ROUNDS):
+            ds = loc.open()
+            p: Plan = plan(spec, loc, ds, run_id=run_id)
+            read_version = read_version if read_version is not None else p.read_version
+            committed_version = committed_version or p.read_version
+            if round_no == 0:
+                totals["fragments_total"], totals["rows_total"] = len(p.units), p.rows_total
+                tracker = ProgressTracker(sink, len(p.units), p.rows_total)
+                tracker.emit()
+            committer = Committer(loc, spec.column, p.output_type, list(spec.udf.input_columns), spec.commit_every,
+                                  on_commit=lambda v, group: tracker.committed(v))
+            if not p.units:
+                if not p.column_exists:
+                    committer.ensure_column()  # an empty selection still yields the column
+                    committed_version = loc.open().version
+                break
+            if not resuming:
+                write_run_marker(loc, spec.column, {**ident, "runId": run_id})
+                resuming = True
+            ensure_ray(ray_address)
+            ctx = TaskContext(loc, p.read_version, spec.column, p.column_exists, spec.udf, p.key, run_id)
+
+            def on_result(r, committer=committer):
+                totals["fragments_done"] += 1
+                totals["rows_done"] += r.rows
+                totals["rows_computed"] += r.rows_computed
+                totals["udf_calls"] += r.udf_calls
+                tracker.fragment_done(r.rows)
+                committer.add(r)
+
+            run_units(p, ctx, concurrency=spec.concurrency, on_result=on_result)
+            committer.flush()
+            totals["commits"] += committer.commits
+            committed_version = committer.version or committed_version
+            if not committer.stale:
+                break
+            # Rewritten under us: their rows are counted again when the next round plans them.
+            log.warning("%d fragments were rewritten by another writer while computing; planning them again",
+                        len(committer.stale))
+            for r in committer.stale:
+                totals["fragments_done"] -= 1
+                totals["rows_done"] -= r.rows
+                tracker.fragment_undone(r.rows)
+        if resuming:  # a run that had nothing to do wrote nothing and has nothing to finish
+            finish_run(loc, spec.column, run_id)
+    finally:
+        sink.close()
+    return BackfillResult(committed_version=committed_version, read_version=read_version,
+                          seconds=time.monotonic() - started, **totals)
+
+
+__all__ = ["BackfillResult", "run_backfill", "ensure_ray", "BackfillError"]

@@ -1,0 +1,88 @@
+"""UDFs used by the engine tests. Importable by Ray workers: conftest puts this directory
+on PYTHONPATH before the shared Ray session starts."""
+from __future__ import annotations
+
+import os
+import time
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+
+def plus_one(x: pa.Array) -> pa.Array:
+    return pc.add(x, 1)
+
+
+def length(s: pa.Array) -> pa.Array:
+    return pc.utf8_length(s).cast(pa.int32())
+
+
+def rb_sum(batch: pa.RecordBatch) -> pa.Array:
+    return pc.add(batch.column("a"), batch.column("b"))
+
+
+def scalar_describe(a, s):
+    if a is None:
+        return None  # a null output that still counts as computed
+    return f"{a}:{'-' if s is None else s.upper()}"
+
+
+def wrong_length(x: pa.Array) -> pa.Array:
+    return x.slice(0, max(0, len(x) - 1))
+
+
+def wrong_type(x: pa.Array) -> pa.Array:
+    return pa.array(["nope"] * len(x))
+
+
+def raises(x: pa.Array) -> pa.Array:
+    raise RuntimeError("model exploded")
+
+
+class Logged:
+    """Batch udf over (x, frag): x * 2, logging 'frag rows' per call to `log`, sleeping `delay` per call."""
+
+    def __init__(self, log: str, delay: float = 0.0):
+        self.log, self.delay = log, delay
+
+    def __call__(self, x: pa.Array, frag: pa.Array) -> pa.Array:
+        with open(self.log, "a") as f:
+            for tag in set(frag.to_pylist()):
+                f.write(f"{tag} {len(x)}\n")
+        if self.delay:
+            time.sleep(self.delay)
+        return pc.multiply(x, 2)
+
+
+class CrashOnce:
+    """Kills its worker process the first time it is called (marked by a file), like an OOM kill."""
+
+    instances = 0
+
+    def __init__(self, marker: str):
+        self.marker = marker
+        CrashOnce.instances += 1
+
+    def __call__(self, x: pa.Array) -> pa.Array:
+        if not os.path.exists(self.marker):
+            with open(self.marker, "w") as f:
+                f.write(str(os.getpid()))
+            os._exit(17)
+        return pc.multiply(x, 3)
+
+
+class Counter:
+    """Counts its instances in a file: proves one instance per worker process, not per batch."""
+
+    def __init__(self, log: str):
+        with open(log, "a") as f:
+            f.write(f"{os.getpid()}\n")
+
+    def __call__(self, x: pa.Array) -> pa.Array:
+        return pc.add(x, 10)
+
+
+def vec3(x: pa.Array) -> pa.Array:
+    vals = np.repeat(np.nan_to_num(x.to_numpy(zero_copy_only=False).astype(np.float32)), 3)
+    return pa.FixedSizeListArray.from_arrays(pa.array(vals, pa.float32()), 3)
