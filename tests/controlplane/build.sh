@@ -1,0 +1,169 @@
+#!/usr/bin/env bash
+# Build (or reuse) the binaries of the tier-3 cluster tests from published Go
+# modules through the Go module proxy, never from a git clone:
+#   etcd, kube-apiserver, kube-controller-manager, kube-scheduler  (go/ wrapper module)
+#   ray-operator (KubeRay) + its CRDs                               (go/kuberay wrapper module)
+#   kwok + its default stages, helm                                 (go install @version)
+#
+# Output: ${GENEVA_CACHE:-$HOME/.cache/geneva-operator}/bin/<component>-<version>/
+# Each directory appears only once complete (built in a temp dir, then renamed),
+# so a rerun with the same pins returns in seconds. The default GOMODCACHE and
+# GOCACHE are used, so rebuilding after a version bump is incremental.
+#
+# Usage: tests/controlplane/build.sh [component ...]
+#   components: etcd kubernetes kuberay kwok helm (default: all)
+# Env: GENEVA_CACHE, GO (go binary), BUILD_PARALLELISM (go build -p, default 2)
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source=versions.env
+source "$here/versions.env"
+
+GO="${GO:-go}"
+P="${BUILD_PARALLELISM:-2}"
+cache="${GENEVA_CACHE:-$HOME/.cache/geneva-operator}"
+bindir="$cache/bin"
+mkdir -p "$bindir"
+
+# -trimpath: reproducible binaries; it is part of the build cache key, so it
+# caches just as well as long as it is always passed (it is, here).
+# -s -w: drop symbol tables/DWARF (kube-apiserver goes from ~130 MB to ~90 MB).
+export GOFLAGS="${GOFLAGS:-} -trimpath -buildvcs=false"
+export CGO_ENABLED=0
+
+# Temp dirs of builds that did not finish are removed on exit.
+tmpdirs=()
+trap 'for d in "${tmpdirs[@]}"; do [[ -d "$d" ]] && rm -rf "$d"; done' EXIT
+newtmp() { # newtmp NAME -> a fresh temp dir under $bindir (sets $tmp)
+    tmp=$(mktemp -d "$bindir/.$1.XXXXXX")
+    tmpdirs+=("$tmp")
+}
+
+log() { printf '[build.sh %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+
+# timed NAME CMD...: run CMD and report its wall time.
+timed() {
+    local name="$1"; shift
+    local t0 t1
+    t0=$(date +%s)
+    "$@"
+    t1=$(date +%s)
+    log "$name built in $((t1 - t0))s"
+}
+
+# finish TMPDIR FINALDIR: atomically publish a completed build.
+finish() {
+    chmod 755 "$1"
+    rm -rf "$2"
+    mv "$1" "$2"
+}
+
+moddir() { # moddir MODULE@VERSION -> directory of the module in GOMODCACHE
+    "$GO" mod download -json "$1" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",\{0,1\}$/\1/p'
+}
+
+check_wrapper_pins() {
+    local k e
+    k=$(cd "$here/go" && "$GO" list -m -f '{{.Version}}' k8s.io/kubernetes)
+    e=$(cd "$here/go" && "$GO" list -m -f '{{.Version}}' go.etcd.io/etcd/server/v3)
+    if [[ "$k" != "$KUBERNETES_VERSION" || "$e" != "$ETCD_VERSION" ]]; then
+        log "go/go.mod pins kubernetes=$k etcd=$e but versions.env says $KUBERNETES_VERSION/$ETCD_VERSION"
+        exit 1
+    fi
+}
+
+build_etcd() {
+    local out="$bindir/etcd-$ETCD_VERSION"
+    [[ -x "$out/etcd" ]] && { log "etcd $ETCD_VERSION cached"; return; }
+    check_wrapper_pins
+    local tmp; newtmp etcd
+    (cd "$here/go" && "$GO" build -p "$P" -ldflags "-s -w" -o "$tmp/etcd" ./etcd)
+    finish "$tmp" "$out"
+}
+
+build_kubernetes() {
+    local out="$bindir/kubernetes-$KUBERNETES_VERSION"
+    local cmds=(kube-apiserver kube-controller-manager kube-scheduler)
+    if [[ -x "$out/kube-apiserver" && -x "$out/kube-controller-manager" && -x "$out/kube-scheduler" ]]; then
+        log "kubernetes $KUBERNETES_VERSION cached"; return
+    fi
+    check_wrapper_pins
+    local v="${KUBERNETES_VERSION#v}" major minor
+    major="${v%%.*}"; minor="${v#*.}"; minor="${minor%%.*}"
+    local ld="-s -w"
+    local pkg
+    for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+        ld+=" -X $pkg.gitVersion=$KUBERNETES_VERSION -X $pkg.gitMajor=$major -X $pkg.gitMinor=$minor"
+        ld+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
+    done
+    local tmp; newtmp kubernetes
+    local c
+    for c in "${cmds[@]}"; do
+        timed "$c" bash -c "cd '$here/go' && '$GO' build -p '$P' -ldflags '$ld' -o '$tmp/$c' k8s.io/kubernetes/cmd/$c"
+    done
+    finish "$tmp" "$out"
+}
+
+build_kuberay() {
+    local out="$bindir/kuberay-$KUBERAY_VERSION"
+    [[ -x "$out/ray-operator" && -f "$out/crds/ray.io_rayclusters.yaml" ]] && { log "kuberay $KUBERAY_VERSION cached"; return; }
+    # Built from the wrapper module go/kuberay (see its go.mod for why not
+    # `go install ...@version`).
+    local mod=github.com/ray-project/kuberay/ray-operator v
+    v=$(cd "$here/go/kuberay" && "$GO" list -m -f '{{.Version}}' "$mod")
+    if [[ "$v" != "$KUBERAY_VERSION" ]]; then
+        log "go/kuberay/go.mod pins kuberay=$v but versions.env says $KUBERAY_VERSION"; exit 1
+    fi
+    local tmp; newtmp kuberay
+    (cd "$here/go/kuberay" && "$GO" build -p "$P" -ldflags "-s -w" -o "$tmp/ray-operator" "$mod")
+    # RayCluster/RayJob/RayService CRDs from the module (the operator watches all three).
+    local src; src=$(cd "$here/go/kuberay" && "$GO" list -m -f '{{.Dir}}' "$mod")
+    mkdir -p "$tmp/crds"
+    cp "$src"/config/crd/bases/*.yaml "$tmp/crds/"
+    chmod u+w "$tmp"/crds/*.yaml
+    finish "$tmp" "$out"
+}
+
+build_kwok() {
+    local out="$bindir/kwok-$KWOK_VERSION"
+    [[ -x "$out/kwok" && -d "$out/stages" ]] && { log "kwok $KWOK_VERSION cached"; return; }
+    local mod="sigs.k8s.io/kwok@$KWOK_VERSION"
+    local tmp; newtmp kwok
+    GOBIN="$tmp" "$GO" install -p "$P" -ldflags "-s -w" "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION"
+    # kwok's default stages (the ones it embeds and uses when given none):
+    # node-initialize + node-heartbeat (leases are renewed separately) and the
+    # "fast" pod stages (ready/complete/delete). The harness passes these
+    # copies explicitly via --config so the pod/node lifecycle is visible and
+    # can be swapped per test.
+    local src; src=$(moddir "$mod")
+    mkdir -p "$tmp/stages"
+    cp "$src"/kustomize/stage/node/fast/node-initialize.yaml \
+       "$src"/kustomize/stage/node/heartbeat/node-heartbeat.yaml \
+       "$src"/kustomize/stage/pod/fast/pod-ready.yaml \
+       "$src"/kustomize/stage/pod/fast/pod-complete.yaml \
+       "$src"/kustomize/stage/pod/fast/pod-delete.yaml \
+       "$tmp/stages/"
+    chmod u+w "$tmp"/stages/*.yaml
+    finish "$tmp" "$out"
+}
+
+build_helm() {
+    local out="$bindir/helm-$HELM_VERSION"
+    [[ -x "$out/helm" ]] && { log "helm $HELM_VERSION cached"; return; }
+    local tmp; newtmp helm
+    GOBIN="$tmp" "$GO" install -p "$P" \
+        -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION" \
+        "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
+    finish "$tmp" "$out"
+}
+
+components=("$@")
+[[ ${#components[@]} -eq 0 ]] && components=(etcd kubernetes kuberay kwok helm)
+t_all=$(date +%s)
+for c in "${components[@]}"; do
+    case "$c" in
+        etcd|kubernetes|kuberay|kwok|helm) timed "$c" "build_$c" ;;
+        *) log "unknown component: $c"; exit 2 ;;
+    esac
+done
+log "all done in $(( $(date +%s) - t_all ))s; binaries under $bindir"
