@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PIP    := $(VENV)/bin/pip
 
-.PHONY: install test test-unit test-engine e2e crds crds-check chart-lint bench bench-operator demo image tools cluster-up cluster-down clean
+.PHONY: install test test-unit test-engine e2e crds crds-check chart-lint render bench bench-operator demo image tools cluster-up cluster-down clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -44,8 +44,14 @@ cluster-up: install tools
 cluster-down:
 	$(PY) -m tests.controlplane down
 
-chart-lint: tools
+HELM_BIN = $(HOME)/.cache/geneva-operator/bin/helm-$(shell sed -n 's/^HELM_VERSION=//p' tests/controlplane/versions.env)/helm
+
+chart-lint: install tools
 	$(PY) -m pytest tests/packaging -q
+
+# Plain manifests for clusters without Helm, rendered from the chart (a test checks they are current).
+render: tools
+	HELM=$(HELM_BIN) deploy/render.sh
 
 demo: install
 	$(PY) examples/demo.py
