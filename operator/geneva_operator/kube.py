@@ -23,6 +23,11 @@ from kubernetes.config.config_exception import ConfigException
 
 logger = logging.getLogger(__name__)
 
+# The synchronous client logs every response body at DEBUG ("response body: ..."), Secrets
+# included: with the operator at debug level (kopf run --verbose/--debug) the Ray token would
+# land in its log. Keep that logger above DEBUG whatever the root level is.
+logging.getLogger("kubernetes.client.rest").setLevel(logging.INFO)
+
 RAY_GROUP, RAY_VERSION, RAY_PLURAL = "ray.io", "v1", "rayclusters"
 
 

@@ -28,9 +28,13 @@ from ..rayjobs import LogFollower, RayJobError
 from ..settings import OperatorSettings
 from .runtime import Runtime, parse_spec, parse_status, status_patch
 
+logger = logging.getLogger(__name__)
+
 # Read at import: kopf needs the intervals when the decorators run.
 SETTINGS = OperatorSettings()
 TICK_SECONDS = 1.0
+# Longest wait for a status we wrote to show up in the bodies kopf hands us (see _stale).
+STALE_BODY_SECONDS = 10.0
 
 
 def _lock(memo: kopf.Memo) -> asyncio.Lock:
@@ -44,6 +48,11 @@ def _lock(memo: kopf.Memo) -> asyncio.Lock:
 async def reconcile(body: kopf.Body, memo: kopf.Memo, patch: kopf.Patch, handler: str) -> None:
     runtime: Runtime = memo.runtime
     async with _lock(memo):
+        if _stale(body, memo):
+            # Nothing lost: the timer (its body is live) reconciles the fresh body within a
+            # tick, and it runs whenever the spec leaves something to do (lifecycle.should_poll).
+            logger.debug("skipping a reconcile (%s) on a body older than the status we wrote", handler)
+            return
         try:
             observed, token = await runtime.observe(body, memo)
             decision = lifecycle.decide(observed)
@@ -51,11 +60,33 @@ async def reconcile(body: kopf.Body, memo: kopf.Memo, patch: kopf.Patch, handler
         except Exception:
             metrics.RECONCILE_ERRORS.labels(handler=handler).inc()
             raise
-    old: Mapping[str, Any] = body.get("status") or {}
-    for key, value in status_patch(old, decision.status).items():
+        old: Mapping[str, Any] = body.get("status") or {}
+        changes = status_patch(old, decision.status)
+        if changes:  # recorded before the lock goes: the next holder must see it
+            memo.written_status = (decision.status, time.monotonic() + STALE_BODY_SECONDS)
+    for key, value in changes.items():
         patch.status[key] = value
     _account(body, old, decision.status)
     memo.next_reconcile = time.monotonic() + _interval(decision.status.phase)
+
+
+def _stale(body: kopf.Body, memo: kopf.Memo) -> bool:
+    """Whether `body` predates the status our previous reconcile wrote.
+
+    Timers and change handlers run concurrently, and kopf applies a handler's status patch
+    after the handler returns; the watch event carrying it comes later still. A handler
+    started meanwhile holds a body without that status, and deciding on it would repeat the
+    previous transitions (events twice, rows counted twice, a second RayCluster create).
+    Such a body is skipped until it shows what we wrote, or for at most STALE_BODY_SECONDS
+    (in case the patch itself was lost)."""
+    written = memo.get("written_status")
+    if written is None:
+        return False
+    status, until = written
+    if time.monotonic() >= until or not status_patch(body.get("status") or {}, status):
+        memo.written_status = None  # caught up (or given up): no more checks until the next write
+        return False
+    return True
 
 
 def _account(body: kopf.Body, old: Mapping[str, Any], new: Any) -> None:

@@ -144,6 +144,33 @@ def test_full_run_create_submit_progress_succeed_delete():
     run(body)
 
 
+def test_a_body_older_than_our_last_status_patch_is_not_decided_on():
+    """A timer holding the body from before the status the create handler just wrote (its watch
+    event not in yet) must not repeat the create handler's transitions (events, metrics)."""
+    async def body(fake: FakeRay, url: str, session: aiohttp.ClientSession) -> None:
+        kube = FakeKube()
+        kube.secrets[(NS, "ray-token")] = {"token": TOKEN}
+        h = Harness(url, session, kube, fake)
+
+        first = await h.reconcile(persist=False)
+        assert first["phase"] == "Provisioning"
+        events = list(h.events)
+        assert await h.reconcile(persist=False) == {}  # the body lacks what we wrote: skipped
+        assert h.events == events and kube.calls.count("create bf-ray") == 1
+
+        h.body["status"] = {k: v for k, v in first.items() if v is not None}  # the patch arrived
+        await h.reconcile()
+        assert h.status.phase == "Provisioning" and [r for _, r, _ in h.events].count("RunStarted") == 1
+
+        # A status that never shows up (a lost patch) stops blocking after STALE_BODY_SECONDS.
+        kube.make_ready(NS, "bf-ray")
+        h.body["status"]["phase"] = "Pending"  # differs from anything we wrote
+        h.memo.written_status = (h.memo.written_status or (h.status, 0))[0], 0.0
+        assert await h.reconcile() != {}
+
+    run(body)
+
+
 def test_failed_job_keeps_log_tail_and_retries_then_fails():
     async def body(fake: FakeRay, url: str, session: aiohttp.ClientSession) -> None:
         kube = FakeKube()
