@@ -20,52 +20,15 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 
 import pytest
 
-from tests.controlplane.harness import (
-    Cluster,
-    ControlPlane,
-    ProcessExited,
-    default_state_dir,
-    free_port,
-    wait_until,
-)
+from tests.controlplane.harness import ProcessExited, free_port, wait_until
 from tests.packaging.helmtools import CHART, REPO
 
 pytestmark = [pytest.mark.packaging, pytest.mark.cluster]
-
-
-@pytest.fixture(scope="module")
-def control_plane(request, tmp_path_factory):
-    """Same policy as tests/cluster/conftest.py: reuse $GENEVA_KUBECONFIG or a running `up`
-    cluster, else start (building if needed) a private one. Never skips."""
-    kubeconfig = os.environ.get("GENEVA_KUBECONFIG")
-    if kubeconfig:
-        cluster = Cluster(Path(kubeconfig))
-        if not cluster.healthy(timeout=10):
-            pytest.fail(f"GENEVA_KUBECONFIG={kubeconfig} does not reach a ready apiserver")
-        yield cluster
-        return
-    try:
-        running = ControlPlane.attach(default_state_dir())
-        if running.running() and running.healthy():
-            yield running
-            return
-    except (FileNotFoundError, ValueError, KeyError):
-        pass
-    cp = ControlPlane(tmp_path_factory.mktemp("control-plane", numbered=True) / "state")
-    cp.start()
-    try:
-        yield cp
-    finally:
-        failed = request.session.testsfailed > 0
-        cp.stop(remove_state=not failed)
-        if failed:
-            sys.stderr.write(f"\ncontrol plane logs kept in {cp.logs}\n")
 
 
 def backfill(name: str) -> dict:
