@@ -207,8 +207,7 @@ class Runtime:
             progress = follower.progress if follower is not None and follower.submission_id == job_id else None
             return JobView(job_id, state, info.message, progress), None
         except RayUnauthorized as e:
-            field = "spec.auth.tokenSecretRef"
-            return JobView(job_id, JobState.UNREACHABLE, str(e)), InputError(field, "RayAuthenticationFailed", str(e))
+            return JobView(job_id, JobState.UNREACHABLE, str(e)), _auth_failure(e)
         except RayJobError as e:
             return JobView(job_id, JobState.UNREACHABLE, str(e)), None
 
@@ -221,9 +220,10 @@ class Runtime:
         for action in decision.actions:
             try:
                 await self._execute_one(observed, action, token, body)
-            except (RayUnauthorized, SubmissionRejected) as e:
-                field = "spec.auth.tokenSecretRef" if isinstance(e, RayUnauthorized) else "spec.runtimeEnv"
-                return await self._fail_permanently(observed, InputError(field, type(e).__name__, str(e)), token, body)
+            except RayUnauthorized as e:
+                return await self._fail_permanently(observed, _auth_failure(e), token, body)
+            except SubmissionRejected as e:
+                return await self._fail_permanently(observed, InputError("spec.runtimeEnv", "SubmissionRejected", str(e)), token, body)
             except Exception as e:
                 if isinstance(action, (CreateCluster, PatchCluster)) and not is_transient(e):
                     reason = "ClusterRejected"
@@ -293,3 +293,8 @@ def runtime_env(spec: BackfillSpec) -> Optional[dict[str, Any]]:
     if env.py_modules:
         out["py_modules"] = list(env.py_modules)
     return out or None
+
+
+def _auth_failure(e: RayUnauthorized) -> InputError:
+    # One reason whether the token was refused while looking a job up or while submitting it.
+    return InputError("spec.auth.tokenSecretRef", "RayAuthenticationFailed", str(e))

@@ -228,7 +228,7 @@ def test_wrong_token_fails_the_backfill_without_leaking_it():
         await h.reconcile()
         kube.make_ready(NS, "bf-ray")
         await h.reconcile()
-        assert h.status.phase == "Failed" and h.status.reason == "RayUnauthorized"
+        assert h.status.phase == "Failed" and h.status.reason == "RayAuthenticationFailed"
         assert "spec.auth.tokenSecretRef" in h.status.message
         assert "not-the-token" not in str(h.body["status"]) and "not-the-token" not in str(h.events)
 
