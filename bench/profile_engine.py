@@ -69,7 +69,10 @@ def profiled_compute_fragment(ctx, unit):
             return w
 
         ex._dataset = timed(ex._dataset, "open dataset")
-        ex.write_record = timed(ex.write_record, "write checkpoint record")
+        if hasattr(ex, "write_record"):
+            ex.write_record = timed(ex.write_record, "write checkpoint record")
+        if hasattr(ex, "CheckpointStore"):
+            ex.CheckpointStore.write_record = timed(ex.CheckpointStore.write_record, "write checkpoint record")
         orig_writer = ex.LanceFileWriter
 
         class Writer:
@@ -87,6 +90,10 @@ def profiled_compute_fragment(ctx, unit):
                 s = time.perf_counter()
                 self._w.close()
                 ex._bench_steps["write data file"] += time.perf_counter() - s
+
+            @property
+            def size_bytes(self):
+                return self._w.size_bytes
 
         ex.LanceFileWriter = Writer
         orig_runner = ex.UdfRunner
@@ -142,14 +149,16 @@ def main() -> int:
     run_backfill(BackfillSpec.model_validate(engine_spec(data.fresh_copy(warm, work / "prof-warm"), args.udf)))
 
     # driver-side wrappers
-    for name in ["read_run_marker", "write_run_marker", "plan", "finish_run", "ensure_ray", "run_units"]:
-        _wrap(runner, name)
+    for name in ["read_run_marker", "write_run_marker", "load_checkpoints", "plan", "finish_run", "fold",
+                 "ensure_ray", "run_units"]:
+        if hasattr(runner, name):
+            _wrap(runner, name)
     _wrap(commit.Committer, "flush", "commit (flush)")
     _wrap(commit.Committer, "ensure_column", "  ensure column (open latest / add)")
-    _wrap(commit.Committer, "_latest_with_column", "  open latest / add column")
     # worker-side: swap the task function run_units ships to Ray
     execute._orig_compute = execute.compute_fragment
     execute.compute_fragment = profiled_compute_fragment
+    getattr(execute, "_REMOTE", {}).clear()  # the engine caches its remote function: make it wrap the swapped one
     arrivals: list[tuple[float, object]] = []
     orig_add = commit.Committer.add
 
@@ -178,7 +187,7 @@ def main() -> int:
     print("driver phases (start..end s from run start, duration):")
     for name, s, e in sorted(events, key=lambda x: x[1]):
         print(f"  {name:<34} {s:7.3f} .. {e:7.3f}  {e - s:7.3f}s")
-    accounted = sum(e - s for n, s, e in events if n in ("read_run_marker", "write_run_marker", "plan", "run_units", "finish_run"))
+    accounted = sum(e - s for n, s, e in events if n in ("read_run_marker", "write_run_marker", "load_checkpoints", "plan", "run_units", "finish_run", "fold"))
     print(f"  {'(outside those phases)':<34} {'':>18}  {total - accounted:7.3f}s")
     steps: dict[str, float] = defaultdict(float)
     tasks = []

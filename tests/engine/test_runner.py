@@ -178,3 +178,15 @@ def test_unreachable_storage_is_a_storage_error(table):
     with pytest.raises(StorageError) as e:
         run_backfill(spec)
     assert e.value.field == "table.uri"
+
+
+def test_a_struct_output_committed_in_several_groups_reads_back_exactly(table):
+    # Commits build the DataFile entries of outputs from one read footer (same schema, same
+    # format): a nested type, with several field ids and columns, checks that shortcut.
+    src = ("import pyarrow as pa, pyarrow.compute as pc\n"
+           "def f(a):\n    return pa.StructArray.from_arrays([a, pc.cast(a, pa.string())], names=['n', 's'])\n")
+    r = run_backfill(spec_for(table, "t", "st", "st_mod:f", ["a"], "struct<n: int64, s: string>",
+                              commitEvery=1, udf={"source": src, "batchSize": 500}))
+    assert r.commits == 3
+    got = read(table, "id", "a", "st")
+    assert got["st"] == [{"n": a, "s": None if a is None else str(a)} for a in got["a"]]

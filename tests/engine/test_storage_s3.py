@@ -37,8 +37,29 @@ def test_a_backfill_round_trips_through_s3(s3_endpoint, ray_session):
     got = ds.to_table(columns=["id", "s", "n"]).sort_by("id").to_pydict()
     assert got["n"] == [None if s is None else len(s) for s in got["s"]]
     assert r.rows_done == 1000 and r.committed_version == ds.version
-    # fragment records live next to the table on the same store, so a rerun finds nothing to do
+    # checkpoints live next to the table on the same store: after success only the compact state,
+    # and a rerun finds nothing to do from it
+    s3 = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1")
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket="lake", Prefix="db/t.lance/_geneva/n/")["Contents"]]
+    assert keys == ["db/t.lance/_geneva/n/state.arrow"]
     assert run_backfill(spec).commits == 0
-    keys = [o["Key"] for o in boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1")
-            .list_objects_v2(Bucket="lake", Prefix="db/t.lance/_geneva/n/")["Contents"]]
-    assert len([k for k in keys if k.split("/")[-1][0].isdigit()]) == 2
+    # a fragment computed but not committed (the driver died) is resumed from its record on S3 too
+    spec2 = {**spec, "column": "n2"}
+    from geneva_operator.engine import execute
+    from geneva_operator.engine.plan import load_checkpoints, plan
+    from geneva_operator.engine.manifest import parse_spec
+    from geneva_operator.engine.table import TableLocation
+    from geneva_operator.engine.udf import udf_key
+    parsed = parse_spec(spec2)
+    loc = TableLocation.from_ref(parsed.table)
+    p = plan(parsed, loc, loc.open(), run_id="dead")
+    ident = {"key": udf_key(parsed.udf, "n2"), "where": "", "mode": "Missing"}
+    ctx = execute.TaskContext(loc, p.read_version, "n2", False, parsed.udf, p.key, "dead", ident)
+    execute.compute_fragment(ctx, p.units[0])  # in this process: data file + record, no commit
+    assert [r.run_id for r in load_checkpoints(loc, "n2").records.values()] == ["dead"]
+    r2 = run_backfill(spec2)
+    assert r2.rows_computed == 300 and r2.rows_done == 1000
+    got = lance.dataset(f"{uri}/t.lance", storage_options=opts).to_table(columns=["s", "n2"]).to_pydict()
+    assert got["n2"] == [None if s is None else len(s) for s in got["s"]]
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket="lake", Prefix="db/t.lance/_geneva/n2/")["Contents"]]
+    assert keys == ["db/t.lance/_geneva/n2/state.arrow"]

@@ -40,7 +40,9 @@ class Committer:
     pending: list[FragmentResult] = field(default_factory=list)
     stale: list[FragmentResult] = field(default_factory=list)  # rewritten by someone else meanwhile
     version: Optional[int] = None  # newest version we committed
+    dataset: Optional[lance.LanceDataset] = None  # that version, as the commit returned it
     commits: int = 0
+    _template: Optional[tuple[int, DataFile]] = None  # (column field id, a DataFile of one of our outputs)
 
     def add(self, result: FragmentResult) -> None:
         self.pending.append(result)
@@ -58,8 +60,7 @@ class Committer:
             group = current
             if not group:
                 return
-            with ThreadPoolExecutor(min(8, len(group))) as pool:
-                files = list(pool.map(lambda r: DataFile.create(ds, r.output_file), group))
+            files = self._data_files(ds, group)
             op = lance.LanceOperation.DataReplacement(
                 [lance.LanceOperation.DataReplacementGroup(r.fragment_id, f) for r, f in zip(group, files)])
             try:
@@ -69,11 +70,34 @@ class Committer:
                 log.info("commit conflict (attempt %d), rebasing on the newest version: %s", attempt + 1, e)
                 time.sleep(min(2.0, 0.05 * 2**attempt))
                 continue
-            self.version = new.version
+            self.version, self.dataset = new.version, new
             self.commits += 1
             self.on_commit(new.version, group)
             return
         raise StorageError("table.uri", f"could not commit to {self.location.uri} after {MAX_ATTEMPTS} conflicting attempts")
+
+    def _data_files(self, ds: lance.LanceDataset, group: list[FragmentResult]) -> list[DataFile]:
+        """The DataFile entries of the group's outputs. Every output of a run is a file of the
+        same one-column schema in the same format version, so its field ids and column indices
+        are those of any other: DataFile.create (which opens the file to read its footer, a
+        round trip per file) runs once per column field id, the rest are copies with their own
+        path and size. An output whose size we do not know (resumed from an earlier attempt)
+        is read as before."""
+        out_id = ds.lance_schema.field(self.column).id()
+        if self._template is not None and self._template[0] != out_id:
+            self._template = None  # the column was dropped and created again meanwhile
+        unknown = [r for r in group if r.file_size is None]
+        if self._template is None and not unknown:
+            unknown = group[:1]
+        made: dict[str, DataFile] = {}
+        if unknown:
+            with ThreadPoolExecutor(min(8, len(unknown))) as pool:
+                made = dict(zip((r.output_file for r in unknown), pool.map(lambda r: DataFile.create(ds, r.output_file), unknown)))
+            if self._template is None:
+                self._template = (out_id, made[unknown[0].output_file])
+        t = self._template[1]
+        return [made.get(r.output_file) or DataFile(r.output_file, list(t.fields), list(t.column_indices), t.file_major_version,
+                                                    t.file_minor_version, r.file_size) for r in group]
 
     def ensure_column(self) -> lance.LanceDataset:
         """The newest version, creating the (nullable, all-null, metadata-only) column on the

@@ -4,6 +4,13 @@ A task reads its fragment straight from storage at the pinned version, calls the
 writes one new data file holding the whole column for the fragment (rows it did not compute
 keep their old values), writes the fragment record, and returns a few numbers: no column
 data ever travels through the driver.
+
+The unit of work is a whole fragment, never a row range of one: a DataReplacement commit
+takes exactly one data file per fragment holding the whole column, so the outputs of split
+ranges would have to travel (through Ray's object store, across nodes) to one task that
+stitches and writes them, and resume would still be per fragment. That only pays when a
+table has fewer fragments than workers and a slow udf; Lance caps fragments at 1M rows by
+default, so it is left out for now.
 """
 from __future__ import annotations
 
@@ -18,7 +25,7 @@ import pyarrow as pa
 from lance.file import LanceFileWriter
 
 from ..api.models import Udf
-from .checkpoint import FragmentRecord, pack_mask, unpack_mask, write_record
+from .checkpoint import CheckpointStore, FragmentRecord, pack_mask, unpack_mask
 from .errors import BackfillError, UdfError
 from .plan import ROW_OFFSET_MASK, Plan, WorkUnit
 from .table import TableLocation
@@ -35,6 +42,7 @@ class TaskContext:
     udf: Udf
     key: str
     run_id: str
+    run: dict  # the run's identity (key, where, mode), stored in each record so a retry can adopt run_id
 
 
 @dataclass
@@ -47,6 +55,8 @@ class FragmentResult:
     base_file: Optional[str]
     input_signature: str
     seconds: float = 0.0
+    record: Optional[FragmentRecord] = None  # the checkpoint written for it (the driver folds it after success)
+    file_size: Optional[int] = None  # bytes of output_file, when this run wrote it (lets the commit skip reading it)
 
 
 _DATASETS: dict[tuple[str, int], lance.LanceDataset] = {}
@@ -63,23 +73,33 @@ def _dataset(loc: TableLocation, version: int) -> lance.LanceDataset:
     return ds
 
 
-def _rebatch(batches: Iterator[pa.RecordBatch], size: int) -> Iterator[pa.RecordBatch]:
-    """Batches of exactly `size` rows (the last may be short) from filtered, uneven ones."""
-    pending: list[pa.RecordBatch] = []
-    count = 0
-    for b in batches:
+# Rows read from storage per read: batch_size x READ_BATCHES. One read per fragment in the
+# common case (batch 4096 -> 65536 rows), while a fragment of large inputs (images, batch 32)
+# is still read a bounded number of rows at a time instead of whole.
+READ_BATCHES = 16
+
+
+def _udf_batches(chunks: Iterator[pa.RecordBatch], size: int) -> Iterator[pa.RecordBatch]:
+    """Zero-copy slices of exactly `size` rows (the last may be short) of read chunks of any
+    size; only a remainder carried over a chunk boundary is copied, once."""
+    carry: Optional[pa.RecordBatch] = None
+    for b in chunks:
         if b.num_rows == 0:
             continue
-        pending.append(b)
-        count += b.num_rows
-        while count >= size:
-            t = pa.Table.from_batches(pending).combine_chunks()
-            yield t.slice(0, size).to_batches()[0]
-            rest = t.slice(size)
-            pending = rest.to_batches() if rest.num_rows else []
-            count = rest.num_rows
-    if count:
-        yield pa.Table.from_batches(pending).combine_chunks().to_batches()[0]
+        if carry is not None:
+            b, carry = pa.concat_batches([carry, b]), None
+        n = b.num_rows
+        whole = n - n % size
+        for off in range(0, whole, size):
+            yield b.slice(off, size)
+        if whole < n:
+            carry = b.slice(whole)
+    if carry is not None:
+        yield carry
+
+
+def _concat(outs: list[pa.Array]) -> pa.Array:
+    return pa.concat_arrays(outs) if len(outs) != 1 else outs[0]
 
 
 def compute_fragment(ctx: TaskContext, unit: WorkUnit) -> FragmentResult:
@@ -89,13 +109,15 @@ def compute_fragment(ctx: TaskContext, unit: WorkUnit) -> FragmentResult:
     runner = UdfRunner(ctx.udf)
     inputs = list(ctx.udf.input_columns)
     size = ctx.udf.batch_size
+    read_rows = size * READ_BATCHES
     n = unit.physical_rows
     out_type = to_pyarrow(ctx.udf.output_type)
 
     if unit.compute is None:
         # Every physical row, no deletions: outputs in file order are the whole column.
-        outs = [runner(b) for b in frag.to_batches(columns=inputs, batch_size=size) if b.num_rows]
-        full = pa.concat_arrays(outs) if outs else pa.array([], out_type)
+        chunks = frag.to_batches(columns=inputs, batch_size=read_rows)
+        outs = [runner(b) for b in _udf_batches(chunks, size)]
+        full = _concat(outs) if outs else pa.array([], out_type)
         computed = np.ones(n, dtype=bool)
     else:
         computed = unpack_mask(unit.compute, n)
@@ -103,7 +125,7 @@ def compute_fragment(ctx: TaskContext, unit: WorkUnit) -> FragmentResult:
         old_parts, old_offsets, new_offsets = [], [], []
 
         def selected() -> Iterator[pa.RecordBatch]:
-            for b in frag.to_batches(columns=read_cols, batch_size=max(size, 8192), with_row_address=True):
+            for b in frag.to_batches(columns=read_cols, batch_size=read_rows, with_row_address=True):
                 offs = (b.column("_rowaddr").to_numpy() & ROW_OFFSET_MASK).astype(np.int64)
                 if len(read_cols) > len(inputs):
                     old_parts.append(b.column(ctx.column))
@@ -113,9 +135,9 @@ def compute_fragment(ctx: TaskContext, unit: WorkUnit) -> FragmentResult:
                     new_offsets.append(offs[keep])
                     yield b.select(inputs).filter(pa.array(keep))
 
-        outs = [runner(b) for b in _rebatch(selected(), size)]
-        old = pa.concat_arrays(old_parts) if old_parts else pa.array([], out_type)
-        new = pa.concat_arrays(outs) if outs else pa.array([], out_type)
+        outs = [runner(b) for b in _udf_batches(selected(), size)]
+        old = _concat(old_parts) if old_parts else pa.array([], out_type)
+        new = _concat(outs) if outs else pa.array([], out_type)
         # One gather builds the column: old values where we did not compute, new ones where
         # we did, null for deleted rows (invisible anyway) and for a column with no data yet.
         idx = np.full(n, -1, dtype=np.int64)
@@ -133,20 +155,25 @@ def compute_fragment(ctx: TaskContext, unit: WorkUnit) -> FragmentResult:
                              storage_options=ctx.location.storage_options or None)
     writer.write_batch(pa.table([full], schema=schema))
     writer.close()
+    file_size = writer.size_bytes  # set by close()
 
+    # After the data file is complete (its upload finished), never before: a record always
+    # names a whole file, so a resumed run may commit it without looking.
     base_done = unpack_mask(unit.base_done, n)
-    write_record(ctx.location, ctx.column, FragmentRecord(
+    rec = FragmentRecord(
         fragment_id=unit.fragment_id, udf_key=ctx.key, input_signature=unit.input_signature, physical_rows=n,
-        base_file=unit.base_file, output_file=name, rows_computed=unit.rows, base_done=unit.base_done,
-        done=pack_mask(base_done | computed), run_id=ctx.run_id,
-    ))
+        base_file=unit.base_file, output_file=name, base_done=unit.base_done,
+        done=pack_mask(base_done | computed), run_id=ctx.run_id, run=ctx.run,
+    )
+    CheckpointStore(ctx.location, ctx.column).write_record(rec)
     return FragmentResult(unit.fragment_id, name, unit.rows, unit.rows, runner.calls, unit.base_file,
-                          unit.input_signature, time.monotonic() - started)
+                          unit.input_signature, time.monotonic() - started, rec, file_size)
 
 
 def resumed_result(unit: WorkUnit) -> FragmentResult:
     rec = unit.ready
-    return FragmentResult(unit.fragment_id, rec.output_file, unit.rows, 0, 0, unit.base_file, unit.input_signature)
+    return FragmentResult(unit.fragment_id, rec.output_file, unit.rows, 0, 0, unit.base_file, unit.input_signature,
+                          record=rec)
 
 
 def _memory_bytes(quantity: Optional[str]) -> Optional[int]:
@@ -159,43 +186,70 @@ def _memory_bytes(quantity: Optional[str]) -> Optional[int]:
     return int(float(quantity))
 
 
+# Tasks queued per CPU when spec.concurrency is not set: a worker that finishes finds its next
+# task already waiting in Ray's queue instead of idling for the driver's ray.wait round trip.
+QUEUE_PER_SLOT = 2
+
+_REMOTE: dict = {}
+
+
+def _remote_fn():
+    """One Ray remote function per process: ray.remote() of a new wrapper on every run would
+    pickle and export the function to the cluster again each time (tens of ms per run)."""
+    import ray
+
+    fn = _REMOTE.get("compute")
+    if fn is None:
+        fn = _REMOTE["compute"] = ray.remote(compute_fragment)
+    return fn
+
+
 def run_units(plan: Plan, ctx: TaskContext, *, concurrency: Optional[int], on_result: Callable[[FragmentResult], None]) -> None:
-    """Run the plan's units as Ray tasks, at most `concurrency` in flight, and hand each
-    result to `on_result` (the committer) as it arrives, in completion order."""
+    """Run the plan's units as Ray tasks and hand each result to `on_result` (the committer)
+    as it arrives, in completion order. With spec.concurrency at most that many tasks are in
+    flight (so at most that many run at once); without it, QUEUE_PER_SLOT x what the cluster
+    fits, so Ray starts the next task the moment a worker is free."""
     import ray
 
     res = ctx.udf.resources
-    remote = ray.remote(compute_fragment).options(
+    remote = _remote_fn().options(
         num_cpus=res.cpu, num_gpus=res.gpu or None, memory=_memory_bytes(res.memory),
         # A dead worker (OOM, node loss, a crash in native code) is retried by Ray; an
         # exception raised by the udf is not: it would fail the same way again.
         max_retries=3, retry_exceptions=False,
     )
     if concurrency is None:
-        cpus = ray.cluster_resources().get("CPU", 1.0)
-        concurrency = max(1, int(cpus // res.cpu) if res.cpu else int(cpus))
+        cres = ray.cluster_resources()
+        slots = [cres.get("CPU", 1.0) / res.cpu] if res.cpu else []
+        if res.gpu:
+            slots.append(cres.get("GPU", 0.0) / res.gpu)
+        in_flight_max = QUEUE_PER_SLOT * max(1, int(min(slots)) if slots else int(cres.get("CPU", 1.0)))
+    else:
+        in_flight_max = concurrency
     for unit in plan.units:
         if unit.ready is not None:
             on_result(resumed_result(unit))
     todo = [u for u in plan.units if u.ready is None]
-    ctx_ref = ray.put(ctx)
+    todo.reverse()  # pop() from the end, in plan order
+    ctx_ref = ray.put(ctx)  # once per run, not pickled into every task
     in_flight: dict = {}
     try:
         while todo or in_flight:
-            while todo and len(in_flight) < concurrency:
-                u = todo.pop(0)
+            while todo and len(in_flight) < in_flight_max:
+                u = todo.pop()
                 in_flight[remote.remote(ctx_ref, u)] = u
             done, _ = ray.wait(list(in_flight), num_returns=1)
             for ref in done:
                 unit = in_flight.pop(ref)
                 try:
-                    on_result(ray.get(ref))
+                    result = ray.get(ref)
                 except ray.exceptions.RayError as e:
                     cause = getattr(e, "cause", None)
                     if isinstance(cause, BackfillError):
                         raise cause from None
                     last = str(e).strip().splitlines()[-1][:1000] if str(e).strip() else type(e).__name__
                     raise UdfError("udf.function", f"the task for fragment {unit.fragment_id} failed: {last}") from None
+                on_result(result)
     finally:
         for ref in in_flight:
             ray.cancel(ref, force=False)

@@ -3,13 +3,13 @@
 The plan pins the table version it reads: every task reads that version, so rows appended
 or rewritten while the job runs are not part of it (they stay null until the next run, which
 as mode Missing picks them up). Selection = rows matching `where`, minus deleted rows; mode
-Missing further removes rows already computed by this udf version (from the fragment
-records, see checkpoint.py); mode All keeps them, except those done by an earlier attempt
-of this same run (the run marker), so a retried All run resumes too.
+Missing further removes rows already computed by this udf version (from the checkpoints,
+see checkpoint.py); mode All keeps them, except those done by an earlier attempt of this
+same run (records carry the run's id), so a retried All run resumes too.
 """
 from __future__ import annotations
 
-import json
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Optional
@@ -17,10 +17,9 @@ from typing import Optional
 import lance
 import numpy as np
 import pyarrow as pa
-from lance.file import LanceFileReader, LanceFileWriter
 
 from ..api.models import BackfillSpec, Mode
-from .checkpoint import RECORD_DIR, FragmentRecord, pack_mask, read_record
+from .checkpoint import NO_ROWS, PENDING, CheckpointStore, FragmentRecord, pack_mask
 from .errors import SpecError
 from .table import TableLocation, field_file, input_signature
 from .types import to_pyarrow
@@ -57,33 +56,33 @@ class Plan:
         return sum(u.rows for u in self.units)
 
 
-def _run_marker_path(loc: TableLocation, column: str) -> str:
-    return loc.path(RECORD_DIR, column, "run.lance")
-
-
-_RUN_SCHEMA = pa.schema([pa.field("meta", pa.string())])
-
-
 def run_identity(spec: BackfillSpec, key: str) -> dict:
+    """What makes two attempts the same run: a retry with this identity resumes the run."""
     return {"key": key, "where": spec.where or "", "mode": Mode(spec.mode).value}
 
 
-def read_run_marker(loc: TableLocation, column: str) -> Optional[dict]:
-    try:
-        t = LanceFileReader(_run_marker_path(loc, column), storage_options=loc.storage_options or None).read_all().to_table()
-        return json.loads(t.column("meta")[0].as_py())
-    except (ValueError, OSError, IndexError):
-        return None
+@dataclass
+class Checkpoints:
+    """The column's checkpoints as read at one moment: the folded state and pending records."""
+
+    state: dict[int, FragmentRecord]
+    records: dict[str, FragmentRecord]  # pending file name -> record
+
+    @property
+    def by_fragment(self) -> dict[int, FragmentRecord]:
+        return {r.fragment_id: r for r in self.records.values()}
+
+    def resume_run_id(self, ident: dict) -> Optional[str]:
+        """The id of an unfinished run with this identity, if one left records. Records are
+        deleted when a run finishes, so records with our identity mean an attempt of our run
+        died; its committed fragments count as done in mode All too."""
+        ids = Counter(r.run_id for r in self.records.values() if r.run == ident and r.run_id)
+        return ids.most_common(1)[0][0] if ids else None
 
 
-def write_run_marker(loc: TableLocation, column: str, meta: dict) -> None:
-    w = LanceFileWriter(_run_marker_path(loc, column), _RUN_SCHEMA, storage_options=loc.storage_options or None)
-    w.write_batch(pa.table({"meta": [json.dumps(meta)]}, schema=_RUN_SCHEMA))
-    w.close()
-
-
-def finish_run(loc: TableLocation, column: str, run_id: str) -> None:
-    write_run_marker(loc, column, {"runId": run_id, "finished": True})
+def load_checkpoints(loc: TableLocation, column: str) -> Checkpoints:
+    store = CheckpointStore(loc, column)
+    return Checkpoints(store.read_state(), store.read_records(store.pending_names()))
 
 
 def check_columns(spec: BackfillSpec, ds: lance.LanceDataset) -> tuple[pa.DataType, bool]:
@@ -123,13 +122,16 @@ def _selected(frag: lance.LanceFragment, where: Optional[str]) -> Optional[np.nd
     return mask
 
 
-def plan(spec: BackfillSpec, loc: TableLocation, ds: lance.LanceDataset, *, run_id: str, parallelism: int = 16) -> Plan:
+def plan(spec: BackfillSpec, loc: TableLocation, ds: lance.LanceDataset, *, run_id: str, parallelism: int = 16,
+         checkpoints: Optional[Checkpoints] = None) -> Plan:
     output_type, exists = check_columns(spec, ds)
     check_where(spec, ds)
     key = udf_key(spec.udf, spec.column)
     out_id = ds.lance_schema.field(spec.column).id() if exists else None
     in_ids = [ds.lance_schema.field(c).id() for c in spec.udf.input_columns]
     mode_all = Mode(spec.mode) == Mode.All
+    ckpt = checkpoints if checkpoints is not None else load_checkpoints(loc, spec.column)
+    records = ckpt.by_fragment
 
     def one(frag: lance.LanceFragment) -> Optional[WorkUnit]:
         meta = frag.metadata
@@ -137,31 +139,85 @@ def plan(spec: BackfillSpec, loc: TableLocation, ds: lance.LanceDataset, *, run_
         selected = _selected(frag, spec.where)
         current = field_file(meta, out_id) if exists else None
         sig = input_signature(meta, in_ids)
-        rec = read_record(loc, spec.column, frag.fragment_id)
-        valid = rec is not None and rec.udf_key == key and rec.input_signature == sig and rec.physical_rows == n
-        committed = valid and current is not None and rec.output_file == current
-        ready = rec if valid and not committed and rec.base_file == current else None
+        rec, entry = records.get(frag.fragment_id), ckpt.state.get(frag.fragment_id)
+
+        def valid(r: Optional[FragmentRecord]) -> bool:
+            return r is not None and r.udf_key == key and r.input_signature == sig and r.physical_rows == n
+
+        # The checkpoint describing the fragment's current file (a pending record is newer
+        # than the folded state, but either tells the truth if it names the current file).
+        committed = next((r for r in (rec, entry) if valid(r) and current is not None and r.output_file == current), None)
+        ready = rec if valid(rec) and committed is None and rec.base_file == current else None
         # Rows of the current file computed by this udf version: carried into the new record.
-        if committed:
-            base_done = rec.done_mask()
-        elif ready is not None:
-            base_done = ready.base_done_mask()
-        else:
-            base_done = np.zeros(n, dtype=bool)
+        # (None stands for "no rows", the common case, kept free of per-row work.)
+        base_done = ready.base_done_mask() if ready is not None else committed.done_mask() if committed is not None else None
         # Rows this run need not compute: all of them in mode Missing; in mode All only those
         # an earlier attempt of this very run committed.
-        done = base_done if not mode_all else (rec.done_mask() if committed and rec.run_id == run_id else np.zeros(n, dtype=bool))
-        want = np.ones(n, dtype=bool) if selected is None else selected
-        compute = want & ~done
-        rows = int(compute.sum())
-        if rows == 0:
-            return None
-        if ready is not None and not (compute & ~ready.done_mask()).any():
-            return WorkUnit(frag.fragment_id, n, rows, None, current, ready.base_done, sig, ready=ready)
-        all_rows = rows == n
-        return WorkUnit(frag.fragment_id, n, rows, None if all_rows else pack_mask(compute), current, pack_mask(base_done), sig)
+        if not mode_all:
+            done = base_done
+        else:
+            done = committed.done_mask() if committed is not None and committed.run_id == run_id else None
+        if selected is None and done is None:
+            compute, rows = None, n
+        else:
+            compute = np.ones(n, dtype=bool) if selected is None else selected.copy()
+            if done is not None:
+                compute &= ~done
+            rows = int(compute.sum())
+            if rows == 0:
+                return None
+        if ready is not None:  # computed, not committed: enough if it covers every row we need
+            ready_done = ready.done_mask()
+            if ready_done.all() if compute is None else not (compute & ~ready_done).any():
+                return WorkUnit(frag.fragment_id, n, rows, None, current, ready.base_done, sig, ready=ready)
+        return WorkUnit(frag.fragment_id, n, rows, None if rows == n else pack_mask(compute), current,
+                        pack_mask(base_done) if base_done is not None else NO_ROWS, sig)
 
     frags = ds.get_fragments()
-    with ThreadPoolExecutor(max(1, min(parallelism, len(frags)))) as pool:
-        units = [u for u in pool.map(one, frags) if u is not None]
-    return Plan(loc, ds.version, key, run_id, output_type, exists, len(frags), units)
+    # Threads only pay off when a fragment needs reading (a filter, deleted rows); the rest is
+    # metadata already in memory, where a pool costs more than it saves.
+    needs_io = bool(spec.where) or any(f.metadata.deletion_file is not None for f in frags)
+    if len(frags) <= 4 or parallelism <= 1 or not needs_io:
+        units = [one(f) for f in frags]
+    else:
+        with ThreadPoolExecutor(max(1, min(parallelism, len(frags)))) as pool:
+            units = list(pool.map(one, frags))
+    return Plan(loc, ds.version, key, run_id, output_type, exists, len(frags), [u for u in units if u is not None])
+
+
+def fold(loc: TableLocation, column: str, *, known: Optional[dict[str, FragmentRecord]] = None,
+         orphans: list[str] = (), dataset: Optional[lance.LanceDataset] = None) -> bool:
+    """After success: fold the pending records into the compact state, then delete them, then
+    the orphan data files given (outputs of this run never committed). `known` are records
+    already in memory (name -> record), not read again. Returns whether there was anything
+    to fold. `dataset`: the table's newest version if the caller has it at hand.
+
+    Order matters for a kill at any point: the state is written (one atomic object) before
+    any record is deleted, and it only holds entries naming a fragment's current file, so
+    old state + records, new state + records, or new state alone all plan the same work."""
+    store = CheckpointStore(loc, column)
+    names = store.pending_names()
+    if not names:
+        return False
+    known = known or {}
+    records = {n: known[n] for n in names if n in known}
+    records.update(store.read_records([n for n in names if n not in known]))
+    state = store.read_state()
+    ds = dataset if dataset is not None else loc.open()
+    current: dict[int, Optional[str]] = {}
+    if column in ds.schema.names:
+        out_id = ds.lance_schema.field(column).id()
+        current = {f.fragment_id: field_file(f.metadata, out_id) for f in ds.get_fragments()}
+    # Entries for fragments gone (compacted, deleted) or rewritten since are dropped: they
+    # could never match again, since data file names are never reused.
+    entries = {fid: e for fid, e in state.items() if e.output_file and current.get(fid) == e.output_file}
+    for r in records.values():
+        if r.output_file and current.get(r.fragment_id) == r.output_file:
+            entries[r.fragment_id] = r
+    store.write_state(entries.values())
+    # Every record listed, folded or not: one not naming its fragment's current file was
+    # superseded or never committed, and is of no use from now on.
+    store.map(store.delete, [f"{PENDING}/{n}" for n in names])
+    # Only after the records naming them are gone, so no resume can pick one up.
+    store.map(store.delete_table_file, [f"data/{name}" for name in orphans])
+    return True

@@ -8,11 +8,12 @@ from dataclasses import dataclass
 from typing import Any, Optional, Union
 
 from ..api.models import BackfillSpec
+from .checkpoint import record_name
 from .commit import Committer
 from .errors import BackfillError
 from .execute import TaskContext, run_units
 from .manifest import parse_spec
-from .plan import Plan, finish_run, plan, read_run_marker, write_run_marker, run_identity
+from .plan import Plan, fold, load_checkpoints, plan, run_identity
 from .progress import NullProgress, ProgressSink, ProgressTracker
 from .table import TableLocation
 from .udf import udf_key
@@ -86,19 +87,27 @@ def run_backfill(spec: Union[BackfillSpec, dict], *, progress: Optional[Progress
     sink = progress or NullProgress()
     loc = TableLocation.from_ref(spec.table)
     key = udf_key(spec.udf, spec.column)
-    marker = read_run_marker(loc, spec.column)
     ident = run_identity(spec, key)
-    resuming = bool(marker and not marker.get("finished") and all(marker.get(k) == v for k, v in ident.items()))
-    run_id = marker["runId"] if resuming else os.urandom(12).hex()
+    ds = loc.open()  # first: a missing or unreachable table is reported as such
+    checkpoints = load_checkpoints(loc, spec.column)
+    # Records left by a dead attempt of this same run: adopt its id (see Checkpoints.resume_run_id).
+    run_id = checkpoints.resume_run_id(ident) or os.urandom(12).hex()
+    leftovers = bool(checkpoints.records)
+    # Records in memory, newest last: the fold then needs not read them back from storage.
+    known = dict(checkpoints.records)
 
     totals = dict(fragments_done=0, fragments_total=0, rows_done=0, rows_total=0, rows_computed=0, udf_calls=0, commits=0)
     read_version = None
     committed_version = None
     tracker: Optional[ProgressTracker] = None
+    orphans: list[str] = []  # outputs of this attempt that were never committed
+    newest = None  # the version our last commit made, as a dataset
     try:
         for round_no in range(MAX_ROUNDS):
-            ds = loc.open()
-            p: Plan = plan(spec, loc, ds, run_id=run_id)
+            ds = ds if round_no == 0 else loc.open()
+            # Round 0 plans from the checkpoints read above; later rounds read them again (this
+            # run's records now say which fragments it committed).
+            p: Plan = plan(spec, loc, ds, run_id=run_id, checkpoints=checkpoints if round_no == 0 else None)
             read_version = read_version if read_version is not None else p.read_version
             committed_version = committed_version or p.read_version
             if round_no == 0:
@@ -112,11 +121,8 @@ def run_backfill(spec: Union[BackfillSpec, dict], *, progress: Optional[Progress
                     committer.ensure_column()  # an empty selection still yields the column
                     committed_version = loc.open().version
                 break
-            if not resuming:
-                write_run_marker(loc, spec.column, {**ident, "runId": run_id})
-                resuming = True
             ensure_ray(ray_address)
-            ctx = TaskContext(loc, p.read_version, spec.column, p.column_exists, spec.udf, p.key, run_id)
+            ctx = TaskContext(loc, p.read_version, spec.column, p.column_exists, spec.udf, p.key, run_id, ident)
 
             def on_result(r, committer=committer):
                 totals["fragments_done"] += 1
@@ -124,12 +130,19 @@ def run_backfill(spec: Union[BackfillSpec, dict], *, progress: Optional[Progress
                 totals["rows_computed"] += r.rows_computed
                 totals["udf_calls"] += r.udf_calls
                 tracker.fragment_done(r.rows)
+                if r.record is not None:
+                    known[record_name(r.fragment_id)] = r.record
                 committer.add(r)
 
             run_units(p, ctx, concurrency=spec.concurrency, on_result=on_result)
             committer.flush()
             totals["commits"] += committer.commits
             committed_version = committer.version or committed_version
+            newest = committer.dataset or newest
+            # A stale result's file was never committed, by us or anyone: its record is the only
+            # way to it, and a record can only become committable again if the fragment got back
+            # the exact files it was computed from, which never happens (file names are unique).
+            orphans += [r.output_file for r in committer.stale]
             if not committer.stale:
                 break
             # Rewritten under us: their rows are counted again when the next round plans them.
@@ -139,8 +152,11 @@ def run_backfill(spec: Union[BackfillSpec, dict], *, progress: Optional[Progress
                 totals["fragments_done"] -= 1
                 totals["rows_done"] -= r.rows
                 tracker.fragment_undone(r.rows)
-        if resuming:  # a run that had nothing to do wrote nothing and has nothing to finish
-            finish_run(loc, spec.column, run_id)
+        # The run is finished only once folded: until then its records say "unfinished run",
+        # and a retry (same identity) is a resume that finds nothing left but the fold. So a
+        # storage error here fails the job like any other; its retry computes nothing again.
+        if totals["fragments_total"] or leftovers:  # a no-op run over a folded state writes nothing
+            fold(loc, spec.column, known=known, orphans=orphans, dataset=newest)
     finally:
         sink.close()
     return BackfillResult(committed_version=committed_version, read_version=read_version,

@@ -55,7 +55,11 @@ def _first_line(text: str) -> str:
 def field_file(fragment_metadata, field_id: int) -> Optional[str]:
     """Path of the data file holding a field in a fragment (None: the field has no file yet,
     i.e. it is all null in this fragment)."""
-    for f in fragment_metadata.files:
+    return _field_file(fragment_metadata.files, field_id)
+
+
+def _field_file(files, field_id: int) -> Optional[str]:
+    for f in files:
         if field_id in f.fields:
             return f.path
     return None
@@ -64,5 +68,6 @@ def field_file(fragment_metadata, field_id: int) -> Optional[str]:
 def input_signature(fragment_metadata, field_ids: list[int]) -> str:
     """What the inputs of a fragment are made of. Any rewrite of an input column (an update,
     another backfill of it) changes a file path, which invalidates records and checkpoints."""
-    files = sorted({field_file(fragment_metadata, fid) or "-" for fid in field_ids})
-    return f"{fragment_metadata.physical_rows}:" + ",".join(files)
+    files = fragment_metadata.files  # built anew on every access: read it once
+    paths = sorted({_field_file(files, fid) or "-" for fid in field_ids})
+    return f"{fragment_metadata.physical_rows}:" + ",".join(paths)
