@@ -252,7 +252,9 @@ class RayJobClient:
         return job or JobInfo(submission_id=submission_id, status="PENDING"), True
 
     async def stop_job(self, submission_id: str) -> bool:
-        """Ask Ray to stop the job. False if it does not exist or had already finished."""
+        """Ask Ray to stop the job. False if it does not exist or Ray knew it had finished;
+        just after a job ends Ray may still answer True (its supervisor actor lingers), so
+        callers must treat stopping as idempotent and read the status, not this value."""
         data = await self._request("POST", f"/api/jobs/{submission_id}/stop", ok404=True)
         return bool(data and data.get("stopped"))
 
