@@ -290,6 +290,12 @@ def cleanup_due_at(spec: BackfillSpec, status: BackfillStatus) -> Optional[datet
     return finished + timedelta(seconds=spec.cleanup.ttl_seconds_after_finished)
 
 
+def waiting_for_cleanup(spec: Optional[BackfillSpec], status: BackfillStatus) -> bool:
+    """Finished, with nothing left but deleting our cluster when its TTL runs out: a slow
+    timer serves that, so hundreds of finished backfills do not tick every second."""
+    return spec is not None and not _new_run_needed(spec, status) and cleanup_pending(spec, status)
+
+
 def _new_run_needed(spec: BackfillSpec, status: BackfillStatus) -> bool:
     return status.udf_version != spec.udf.version or not status.start_time
 

@@ -3,6 +3,7 @@ of Kubernetes and of Ray's Job API: the wiring the pure state machine tests cann
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime, timezone
 import sys
 from pathlib import Path
 from typing import Any, Awaitable, Callable
@@ -241,10 +242,66 @@ def test_finished_resources_cost_no_requests():
         h = Harness(url, session, kube, fake, cleanup={"policy": "Never"})
         h.body["status"] = {"phase": "Succeeded", "udfVersion": "1", "startTime": "2026-01-01T00:00:00Z",
                             "completionTime": "2026-01-01T01:00:00Z", "rayClusterName": "bf-ray", "attempts": 1}
-        assert not backfill._should_poll(h.body["spec"], h.body["status"])
+        assert not backfill._should_tick(h.body["spec"], h.body["status"])
+        assert not backfill._waiting_for_cleanup(h.body["spec"], h.body["status"])
         kube.calls.clear()
         await h.reconcile()
         assert kube.calls == [] and fake.posts == 0
+
+    run(body)
+
+
+def test_a_finished_backfill_waiting_for_its_ttl_ticks_slowly_and_calls_nothing_until_due():
+    async def body(fake: FakeRay, url: str, session: aiohttp.ClientSession) -> None:
+        kube = FakeKube()
+        h = Harness(url, session, kube, fake, cleanup={"policy": "Always", "ttlSecondsAfterFinished": 3600})
+        finished = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        h.body["status"] = {"phase": "Succeeded", "udfVersion": "1", "startTime": finished,
+                            "completionTime": finished, "rayClusterName": "bf-ray", "attempts": 1}
+        # Not on the 1 s timer (hundreds of finished backfills would tick every second) ...
+        assert not backfill._should_tick(h.body["spec"], h.body["status"])
+        # ... but on the slow one, whose reconcile does nothing before the TTL runs out.
+        assert backfill._waiting_for_cleanup(h.body["spec"], h.body["status"])
+        kube.calls.clear()
+        await h.reconcile()
+        assert kube.calls == [] and fake.posts == 0
+        assert backfill.CLEANUP_TICK_SECONDS > backfill.TICK_SECONDS
+
+    run(body)
+
+
+def test_log_news_is_not_consumed_by_a_skipped_reconcile():
+    """The timer must reconcile on new progress (or the end of the log) again at the next tick
+    when its reconcile was skipped for a stale body: otherwise the status would wait for the
+    next poll interval (the operator benchmark measured that lag)."""
+    async def body(fake: FakeRay, url: str, session: aiohttp.ClientSession) -> None:
+        kube = FakeKube()
+        kube.secrets[(NS, "ray-token")] = {"token": TOKEN}
+        h = Harness(url, session, kube, fake)
+        first = await h.reconcile(persist=False)  # wrote Provisioning; the body does not show it yet
+        follower = LogFollower("geneva-some-job-1")
+        follower.feed(format_progress({"rowsDone": 1, "rowsTotal": 2, "fragmentsDone": 1, "fragmentsTotal": 2}) + "\n")
+        h.memo.follower = follower
+        h.memo.next_reconcile = float("inf")  # only news may trigger a reconcile
+
+        async def tick(persist: bool = True) -> None:
+            patch = kopf.Patch()
+            await backfill.on_tick(body=h.body, memo=h.memo, patch=patch)
+            if persist:  # as kopf would, once the watch event carrying the patch arrives
+                status = {**h.body["status"], **dict(patch.get("status") or {})}
+                h.body["status"] = {k: v for k, v in status.items() if v is not None}
+
+        await tick(persist=False)  # stale body: skipped
+        assert h.memo.get("seen_news") is None
+
+        h.body["status"] = {k: v for k, v in first.items() if v is not None}  # the patch arrived
+        await tick()
+        assert h.memo.seen_news == ("geneva-some-job-1", 1, False)
+
+        follower.finished = True  # the log ended: news again, though no new progress line
+        calls = len(kube.calls)
+        await tick()
+        assert h.memo.seen_news == ("geneva-some-job-1", 1, True) and len(kube.calls) > calls
 
     run(body)
 
