@@ -59,6 +59,9 @@ demo: install
 bench: install
 	$(PY) -m bench.engine_bench
 
+bench-operator: install tools
+	$(PY) -m bench.operator_bench
+
 # No Docker engine on the development machines: this target is for users who have one.
 image:
 	docker build --target operator -t geneva-operator:dev .
