@@ -57,3 +57,18 @@ def spec_for(db: str, name: str, column: str, function: str, inputs: list[str], 
     udf = {"function": function, "inputColumns": inputs, "outputType": output_type}
     udf.update(extra.pop("udf", {}))
     return {"table": {"uri": db, "name": name, **extra.pop("table", {})}, "column": column, "udf": udf, **extra}
+
+
+def make_tagged_table(db: str, sizes: list[int], null_every: int, name: str = "t") -> int:
+    """A table of fragments of the given (unequal) sizes: `id` 0..n-1, `x` = id with a null
+    every `null_every` rows, `frag` = the fragment's index. Returns the row count."""
+    import pyarrow as pa
+
+    parts, start = [], 0
+    for i, n in enumerate(sizes):
+        parts.append(pa.table({"id": pa.array(range(start, start + n), pa.int64()),
+                               "x": pa.array([None if j % null_every == 0 else j for j in range(start, start + n)], pa.int64()),
+                               "frag": pa.array([i] * n, pa.int64())}))
+        start += n
+    make_table(db, name, parts)
+    return start

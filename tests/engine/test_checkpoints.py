@@ -6,10 +6,9 @@ import threading
 import time
 
 import lance
-import pyarrow as pa
 import pytest
 
-from conftest import make_table, spec_for
+from conftest import make_tagged_table, spec_for
 from geneva_operator.engine import run_backfill
 from geneva_operator.engine.checkpoint import CheckpointStore
 from geneva_operator.engine.table import TableLocation
@@ -20,14 +19,7 @@ FRAGS = [400, 250, 600, 300, 500]
 
 
 def table(db):
-    parts, start = [], 0
-    for i, n in enumerate(FRAGS):
-        parts.append(pa.table({"id": pa.array(range(start, start + n), pa.int64()),
-                               "x": pa.array([None if j % 11 == 0 else j for j in range(start, start + n)], pa.int64()),
-                               "frag": pa.array([i] * n, pa.int64())}))
-        start += n
-    make_table(db, "t", parts)
-    return start
+    return make_tagged_table(db, FRAGS, null_every=11)
 
 
 def ckpt_dir(db, column):

@@ -7,11 +7,10 @@ from collections import Counter
 from pathlib import Path
 
 import lance
-import pyarrow as pa
 import pytest
 import yaml
 
-from conftest import make_table, spec_for
+from conftest import make_tagged_table, spec_for
 from geneva_operator.engine import run_backfill
 
 pytestmark = pytest.mark.engine
@@ -20,13 +19,7 @@ FRAGS = [500, 300, 500, 700, 500, 400, 500, 600]
 
 
 def tagged_table(db):
-    parts, start = [], 0
-    for i, n in enumerate(FRAGS):
-        parts.append(pa.table({"id": pa.array(range(start, start + n), pa.int64()),
-                               "x": pa.array([None if j % 9 == 0 else j for j in range(start, start + n)], pa.int64()),
-                               "frag": pa.array([i] * n, pa.int64())}))
-        start += n
-    make_table(db, "t", parts)
+    make_tagged_table(db, FRAGS, null_every=9)
 
 
 def logged(log: Path) -> Counter:
