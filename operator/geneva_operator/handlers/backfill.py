@@ -18,9 +18,10 @@ concurrently). The status is written through kopf's `patch` (status subresource)
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from typing import Any, Mapping, Optional
+from typing import Any, Awaitable, Mapping, Optional
 
 import kopf
 
@@ -161,7 +162,7 @@ async def follow_progress(body: kopf.Body, memo: kopf.Memo, stopped: kopf.Daemon
         memo.follower = follower
         try:
             observed, token = await runtime.observe_for_logs(body)
-            await follower.follow(runtime.ray(observed, token))
+            await _until_stopped(follower.follow(runtime.ray(observed, token)), stopped)
         except RayJobError as e:
             logger.debug("log tail of %s interrupted: %s", job_id, e)
         # Reconnect after a pause if the stream broke; once the log ended (the job is over),
@@ -171,6 +172,24 @@ async def follow_progress(body: kopf.Body, memo: kopf.Memo, stopped: kopf.Daemon
             if not follower.finished and time.monotonic() >= retry_at:
                 break
             await stopped.wait(TICK_SECONDS)
+
+
+async def _until_stopped(work: Awaitable[None], stopped: kopf.DaemonStopped) -> None:
+    """Run `work` until it ends or kopf asks the daemon to stop. The log tail blocks for as
+    long as the job runs, and a daemon that ignores its stop flag is cancelled by kopf with a
+    warning at every phase change."""
+    task = asyncio.ensure_future(work)
+    stop = asyncio.ensure_future(stopped.wait())
+    try:
+        await asyncio.wait({task, stop}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for pending in (task, stop):
+            if not pending.done():
+                pending.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await pending
+    if task.done() and not task.cancelled():
+        task.result()  # re-raise what the stream raised
 
 
 @kopf.on.delete(GROUP, VERSION, PLURAL)

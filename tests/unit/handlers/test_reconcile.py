@@ -20,7 +20,7 @@ from geneva_operator.api.job_contract import entrypoint, format_progress, format
 from geneva_operator.api.models import BackfillSpec, BackfillStatus  # noqa: E402
 from geneva_operator.handlers import backfill  # noqa: E402
 from geneva_operator.handlers.runtime import Runtime, _ray_cluster_ready, parse_status, status_patch  # noqa: E402
-from geneva_operator.rayjobs import LogFollower  # noqa: E402
+from geneva_operator.rayjobs import LogFollower, RayJobError  # noqa: E402
 from geneva_operator.settings import OperatorSettings  # noqa: E402
 
 NS, NAME, UID = "geneva", "bf", "9a8b7c6d-0000-1111-2222-333344445555"
@@ -330,3 +330,48 @@ def test_parse_status_ignores_unknown_keys():
 )
 def test_ray_cluster_readiness(obj, ready):
     assert _ray_cluster_ready(obj)[0] is ready
+
+
+class _StopFlag:
+    """What _until_stopped uses of kopf's DaemonStopped: an awaitable wait()."""
+
+    def __init__(self) -> None:
+        self.event = asyncio.Event()
+
+    async def wait(self) -> None:
+        await self.event.wait()
+
+
+def test_the_progress_daemon_leaves_a_blocked_log_tail_when_kopf_stops_it():
+    async def main() -> None:
+        flag, cancelled = _StopFlag(), asyncio.Event()
+
+        async def endless_tail() -> None:
+            try:
+                await asyncio.Event().wait()
+            finally:
+                cancelled.set()
+
+        waiter = asyncio.ensure_future(backfill._until_stopped(endless_tail(), flag))
+        await asyncio.sleep(0)
+        assert not waiter.done()
+        flag.event.set()
+        await asyncio.wait_for(waiter, timeout=5)
+        assert cancelled.is_set()
+
+    asyncio.run(main())
+
+
+def test_the_progress_daemon_sees_the_log_tail_end_or_fail():
+    async def main() -> None:
+        async def short_tail() -> None:
+            return None
+
+        async def broken_tail() -> None:
+            raise RayJobError("stream broke")
+
+        await asyncio.wait_for(backfill._until_stopped(short_tail(), _StopFlag()), timeout=5)
+        with pytest.raises(RayJobError, match="stream broke"):
+            await asyncio.wait_for(backfill._until_stopped(broken_tail(), _StopFlag()), timeout=5)
+
+    asyncio.run(main())
