@@ -233,23 +233,24 @@ def run_units(plan: Plan, ctx: TaskContext, *, concurrency: Optional[int], on_re
     todo.reverse()  # pop() from the end, in plan order
     ctx_ref = ray.put(ctx)  # once per run, not pickled into every task
     in_flight: dict = {}
-    try:
-        while todo or in_flight:
-            while todo and len(in_flight) < in_flight_max:
-                u = todo.pop()
-                in_flight[remote.remote(ctx_ref, u)] = u
-            done, _ = ray.wait(list(in_flight), num_returns=1)
-            for ref in done:
-                unit = in_flight.pop(ref)
-                try:
-                    result = ray.get(ref)
-                except ray.exceptions.RayError as e:
-                    cause = getattr(e, "cause", None)
-                    if isinstance(cause, BackfillError):
-                        raise cause from None
-                    last = str(e).strip().splitlines()[-1][:1000] if str(e).strip() else type(e).__name__
-                    raise UdfError("udf.function", f"the task for fragment {unit.fragment_id} failed: {last}") from None
-                on_result(result)
-    finally:
-        for ref in in_flight:
-            ray.cancel(ref, force=False)
+    # No ray.cancel of the tasks still in flight: cancelling a task that Ray is retrying
+    # after a worker died aborted the whole driver in Ray 2.60 ("Check failed: Tried to
+    # complete task that was not pending", task_manager.cc), seen in CI. Their outputs are
+    # never committed (a later run adopts or discards them by their records), and Ray ends
+    # them when the job's driver exits.
+    while todo or in_flight:
+        while todo and len(in_flight) < in_flight_max:
+            u = todo.pop()
+            in_flight[remote.remote(ctx_ref, u)] = u
+        done, _ = ray.wait(list(in_flight), num_returns=1)
+        for ref in done:
+            unit = in_flight.pop(ref)
+            try:
+                result = ray.get(ref)
+            except ray.exceptions.RayError as e:
+                cause = getattr(e, "cause", None)
+                if isinstance(cause, BackfillError):
+                    raise cause from None
+                last = str(e).strip().splitlines()[-1][:1000] if str(e).strip() else type(e).__name__
+                raise UdfError("udf.function", f"the task for fragment {unit.fragment_id} failed: {last}") from None
+            on_result(result)
