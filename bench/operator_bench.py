@@ -219,7 +219,7 @@ class Bench:
         self.cp.start()
         log(f"control plane up in {self.cp.startup_seconds:.0f}s")
         self.cp.kubectl("apply", "-f", str(REPO / "crds"))
-        self.cp.kubectl("wait", "--for=condition=Established", "--timeout=60s", f"crd/{PLURAL}.{GROUP}")
+        self.cp.wait_established(f"{PLURAL}.{GROUP}")
         # Head pods: ours (N) plus the peer's (at most N at a time) on nodes of 110 pods.
         heads = 2 * a.backfills + 10
         nodes = -(-heads // PODS_PER_NODE)

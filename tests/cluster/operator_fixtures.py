@@ -369,7 +369,7 @@ def api(control_plane) -> Api:
 def crd(control_plane) -> str:
     """`kubectl apply -f crds/`, as the README says; established before any use."""
     control_plane.kubectl("apply", "-f", str(CRD_DIR))
-    control_plane.kubectl("wait", "--for=condition=Established", "--timeout=60s", f"crd/{CRD_NAME}")
+    control_plane.wait_established(CRD_NAME)
     return CRD_NAME
 
 

@@ -245,6 +245,28 @@ class Cluster:
             return False
         return res.returncode == 0 and res.stdout.strip() == "ok"
 
+    def wait_established(self, *crds: str, timeout: float = 60) -> None:
+        """Wait until every named CRD reports Established.
+
+        Not `kubectl wait --for=condition=Established`: a CRD created a moment
+        ago may have no `status.conditions` yet, and kubectl then fails at once
+        ("<nil> is of the type <nil>") instead of waiting.
+        """
+        def established() -> bool:
+            res = self.kubectl("get", "crd", *crds, "-o", "json", check=False)
+            if res.returncode != 0:
+                return False
+            doc = json.loads(res.stdout)
+            status = {
+                item["metadata"]["name"]: {
+                    c["type"]: c["status"] for c in (item.get("status") or {}).get("conditions") or []
+                }.get("Established")
+                for item in doc.get("items", [doc])
+            }
+            return all(status.get(c) == "True" for c in crds)
+
+        wait_until(f"CRDs established: {', '.join(crds)}", established, timeout)
+
     def token_kubeconfig(self, token: str, path: Path) -> Path:
         """Write a kubeconfig that authenticates with ``token`` only (no client cert)."""
         cfg = _kubeconfig(self.server, self.ca_pem(), "token-user", {"token": token})
@@ -593,8 +615,7 @@ class ControlPlane(Cluster):
         for f in files:
             args += ["-f", str(f)]
         self.kubectl(*args)
-        self.kubectl("wait", "--for=condition=Established", "--timeout=60s",
-                     *[f"crd/{f.name.split('_', 1)[1].removesuffix('.yaml')}.ray.io" for f in files])
+        self.wait_established(*[f"{f.name.split('_', 1)[1].removesuffix('.yaml')}.ray.io" for f in files])
 
     def _start_kuberay(self) -> None:
         metrics, probe = free_port(), free_port()
