@@ -36,7 +36,6 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -48,7 +47,9 @@ for p in (REPO, REPO / "operator"):
 
 from bench.operator.procstat import Sampler, cpu_seconds, load_average, memory_mb  # noqa: E402
 from bench.operator.ray_standin import RayStandIn  # noqa: E402
-from tests.controlplane.harness import HEAD_LABEL, ControlPlane, free_port, remove_state_dir, wait_until  # noqa: E402
+from tests.controlplane.harness import (  # noqa: E402
+    HEAD_LABEL, ControlPlane, free_port, remove_state_dir, wait_for_liveness, wait_until,
+)
 
 GROUP, VERSION, PLURAL = "geneva.lancedb.com", "v1alpha1", "genevabackfills"
 NS, PEER_NS = "bench", "peer"
@@ -307,16 +308,8 @@ class Bench:
         out.close()
         self.operator_started = time.time()
 
-        def live() -> bool:
-            if self.operator.poll() is not None:
-                raise RuntimeError(f"operator exited {self.operator.returncode}:\n{self._operator_tail()}")
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{self.liveness}/healthz", timeout=2) as r:
-                    return r.status == 200
-            except (urllib.error.URLError, OSError):
-                return False
-
-        wait_until("operator liveness", live, 90, interval=0.3)
+        wait_for_liveness(self.operator, f"http://127.0.0.1:{self.liveness}/healthz", 90,
+                          log_tail=self._operator_tail)
         self.sampler = Sampler(self.operator.pid).start()
         log(f"operator up (pid {self.operator.pid}) in {time.time() - self.operator_started:.1f}s; "
             f"RSS {memory_mb(self.operator.pid)['VmRSS']:.0f} MB; CPU {cpu_seconds(self.operator.pid):.1f}s")

@@ -2,13 +2,14 @@
 
 Decision: the official synchronous `kubernetes` client, each call in a worker thread
 (`asyncio.to_thread`), so kopf's event loop never blocks. kubernetes_asyncio is not a
-dependency, kopf's own API client is private, and these calls are few and short (one
-RayCluster GET and at most one Secret GET per reconcile of an active backfill; creates and
-deletes are rare), so a thread per call in Python's default executor costs nothing that
-matters. Status is written by kopf (handler `patch`), and Events by `kopf.event`, so this
-module never touches the GenevaBackfill itself.
+dependency, kopf's own API client is private, and these calls are few and short (a handful
+per backfill: reconciles read RayClusters and tokens from memory, see handlers/caches.py),
+so a thread per call in Python's default executor costs nothing that matters. Status is
+written by kopf (handler `patch`), and Events by `kopf.event`, so this module never touches
+the GenevaBackfill itself.
 
-Permissions used here: rayclusters.ray.io get/create/patch/delete; secrets get.
+Permissions used here: rayclusters.ray.io get/create/patch/delete (list/watch: the index in
+handlers/caches.py); secrets get.
 """
 from __future__ import annotations
 

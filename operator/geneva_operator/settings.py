@@ -57,6 +57,11 @@ class OperatorSettings(ClusterSettings):
     )
     poll_interval_seconds: float = Field(default=10.0, gt=0, description="How often a running job's status and progress are polled.")
     provisioning_poll_seconds: float = Field(default=5.0, gt=0, description="How often a starting cluster is checked.")
+    token_cache_seconds: float = Field(
+        default=300.0, ge=0,
+        description="How long a Ray token read from its Secret is reused (0: read it at every reconcile). "
+        "A token Ray refuses is re-read at once, whatever this says.",
+    )
     http_timeout_seconds: float = Field(default=10.0, gt=0, description="Timeout of one request to the Ray dashboard.")
     api_threads: int = Field(default=32, ge=1, le=256, description="Threads for Kubernetes API calls (the client is synchronous).")
 

@@ -16,7 +16,6 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.error
 import urllib.request
 import uuid
 from pathlib import Path
@@ -29,7 +28,7 @@ REPO = Path(__file__).resolve().parents[2]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from tests.controlplane.harness import Cluster, free_port, wait_until  # noqa: E402
+from tests.controlplane.harness import Cluster, free_port, wait_for_liveness  # noqa: E402
 from tests.localray import LocalRay, local_ray  # noqa: E402,F401  (fixture, re-exported)
 
 VENV_BIN = Path(sys.executable).parent
@@ -90,18 +89,9 @@ class OperatorProcess:
                                      cwd=self.log_dir, start_new_session=True)
         log.close()
         # kopf serves /healthz once its startup handlers (our runtime, /metrics) are done.
-        wait_until("the operator's liveness endpoint", self._live, timeout=timeout, interval=0.5,
-                   on_timeout=lambda: "\n" + self.log_tail())
+        wait_for_liveness(self.proc, f"http://127.0.0.1:{self.liveness_port}/healthz", timeout,
+                          interval=0.5, log_tail=self.log_tail)
         return self
-
-    def _live(self) -> bool:
-        if self.proc.poll() is not None:
-            raise AssertionError(f"operator exited with {self.proc.returncode}:\n{self.log_tail()}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.liveness_port}/healthz", timeout=2) as r:
-                return r.status == 200
-        except (urllib.error.URLError, OSError):
-            return False
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> None:
         """SIGTERM: kopf's graceful stop; SIGKILL: a crash (nothing runs after it)."""

@@ -175,6 +175,21 @@ class ProcessExited(RuntimeError):
     pass
 
 
+def wait_for_liveness(proc: subprocess.Popen, url: str, timeout: float, interval: float = 0.3,
+                      log_tail: Callable[[], str] = lambda: "") -> None:
+    """Wait until `url` answers 200 (an operator's /healthz); fail at once if `proc` exits."""
+    def live() -> bool:
+        if proc.poll() is not None:
+            raise ProcessExited(f"process exited with {proc.returncode}:\n{log_tail()}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as r:
+                return r.status == 200
+        except (urllib.error.URLError, OSError):
+            return False
+
+    wait_until(f"liveness of {url}", live, timeout, interval=interval, on_timeout=lambda: "\n" + log_tail())
+
+
 def remove_state_dir(path: Path | str) -> bool:
     """Delete a control-plane state dir -- only if it is one (or empty)."""
     path = Path(path)

@@ -50,6 +50,7 @@ EXPECTED_IN_WATCHED = [
     ("watch", "genevabackfills.geneva.lancedb.com", True),
     ("patch", "genevabackfills.geneva.lancedb.com/status", True),
     ("update", "genevabackfills.geneva.lancedb.com/finalizers", True),
+    ("watch", "rayclusters.ray.io", True),  # the operator's RayCluster index
     ("create", "rayclusters.ray.io", True),
     ("delete", "rayclusters.ray.io", True),
     ("update", "rayclusters.ray.io", False),

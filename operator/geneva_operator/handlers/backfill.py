@@ -12,6 +12,9 @@
 * on.delete (kopf's finalizer `geneva.lancedb.com/finalizer`): stop the job, delete the
   cluster we created, and hold the finalizer until that cluster is gone.
 
+RayClusters are read from the `ray_clusters` index (caches.py), which kopf hands every
+handler: a reconcile's only API request is then the status patch, if anything changed.
+
 All reconciles of one resource take its lock (kopf runs timers, daemons and change handlers
 concurrently). The status is written through kopf's `patch` (status subresource).
 """
@@ -27,9 +30,10 @@ import kopf
 
 from .. import lifecycle, metrics
 from ..api.models import GROUP, PLURAL, VERSION, Phase
-from ..rayjobs import LogFollower, RayJobError
+from ..rayjobs import LogFollower, RayJobError, RayUnauthorized
 from ..settings import OperatorSettings
-from .runtime import Runtime, parse_spec, parse_status, status_patch
+from .caches import IndexedClusters
+from .runtime import ClusterReader, Runtime, parse_spec, parse_status, status_patch
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +45,9 @@ TICK_SECONDS = 1.0
 CLEANUP_TICK_SECONDS = 5.0
 # Longest wait for a status we wrote to show up in the bodies kopf hands us (see _stale).
 STALE_BODY_SECONDS = 10.0
+# How long the delete handler waits in place for our RayCluster to go (KubeRay deletes its
+# pods first) before handing back to kopf, which retries it but logs each retry as an error.
+DELETE_WAIT_SECONDS = 60.0
 
 
 def _lock(memo: kopf.Memo) -> asyncio.Lock:
@@ -51,7 +58,9 @@ def _lock(memo: kopf.Memo) -> asyncio.Lock:
     return memo.lock
 
 
-async def reconcile(body: kopf.Body, memo: kopf.Memo, patch: kopf.Patch, handler: str) -> bool:
+async def reconcile(
+    body: kopf.Body, memo: kopf.Memo, patch: kopf.Patch, handler: str, clusters: Optional[ClusterReader] = None
+) -> bool:
     """One reconcile; False when skipped because `body` is older than our last status write."""
     runtime: Runtime = memo.runtime
     async with _lock(memo):
@@ -61,7 +70,7 @@ async def reconcile(body: kopf.Body, memo: kopf.Memo, patch: kopf.Patch, handler
             logger.debug("skipping a reconcile (%s) on a body older than the status we wrote", handler)
             return False
         try:
-            observed, token = await runtime.observe(body, memo)
+            observed, token = await runtime.observe(body, memo, clusters=clusters)
             decision = lifecycle.decide(observed)
             decision = await runtime.execute(observed, decision, token, body)
         except Exception:
@@ -123,8 +132,8 @@ def _job_submitted(status: Mapping[str, Any], **_: Any) -> bool:
 @kopf.on.create(GROUP, VERSION, PLURAL, id="reconcile-create", backoff=5)
 @kopf.on.resume(GROUP, VERSION, PLURAL, id="reconcile-resume", backoff=5)
 @kopf.on.update(GROUP, VERSION, PLURAL, id="reconcile-update", field="spec", backoff=5)
-async def on_change(body: kopf.Body, memo: kopf.Memo, patch: kopf.Patch, **_: Any) -> None:
-    await reconcile(body, memo, patch, "change")
+async def on_change(body: kopf.Body, memo: kopf.Memo, patch: kopf.Patch, ray_clusters: kopf.Index, **_: Any) -> None:
+    await reconcile(body, memo, patch, "change", IndexedClusters(ray_clusters))
 
 
 def _log_news(follower: Optional[LogFollower]) -> Optional[tuple[str, int, bool]]:
@@ -134,19 +143,19 @@ def _log_news(follower: Optional[LogFollower]) -> Optional[tuple[str, int, bool]
 
 
 @kopf.timer(GROUP, VERSION, PLURAL, interval=TICK_SECONDS, when=_should_tick)
-async def on_tick(body: kopf.Body, memo: kopf.Memo, patch: kopf.Patch, **_: Any) -> None:
+async def on_tick(body: kopf.Body, memo: kopf.Memo, patch: kopf.Patch, ray_clusters: kopf.Index, **_: Any) -> None:
     news = _log_news(memo.get("follower"))
     if news == memo.get("seen_news") and time.monotonic() < memo.get("next_reconcile", 0.0):
         return
     # Marked seen only by a reconcile that ran: a skipped (stale-body) one must leave the news
     # for the next tick, or the status would wait for the next poll interval.
-    if await reconcile(body, memo, patch, "timer"):
+    if await reconcile(body, memo, patch, "timer", IndexedClusters(ray_clusters)):
         memo.seen_news = news
 
 
 @kopf.timer(GROUP, VERSION, PLURAL, interval=CLEANUP_TICK_SECONDS, when=_waiting_for_cleanup)
-async def on_cleanup_tick(body: kopf.Body, memo: kopf.Memo, patch: kopf.Patch, **_: Any) -> None:
-    await reconcile(body, memo, patch, "cleanup")
+async def on_cleanup_tick(body: kopf.Body, memo: kopf.Memo, patch: kopf.Patch, ray_clusters: kopf.Index, **_: Any) -> None:
+    await reconcile(body, memo, patch, "cleanup", IndexedClusters(ray_clusters))
 
 
 @kopf.daemon(GROUP, VERSION, PLURAL, when=_job_submitted, cancellation_timeout=1.0)
@@ -163,6 +172,9 @@ async def follow_progress(body: kopf.Body, memo: kopf.Memo, stopped: kopf.Daemon
         try:
             observed, token = await runtime.observe_for_logs(body)
             await _until_stopped(follower.follow(runtime.ray(observed, token)), stopped)
+        except RayUnauthorized as e:
+            logger.debug("log tail of %s refused: %s; re-reading the token", job_id, e)
+            await runtime.fresh_token(observed)
         except RayJobError as e:
             logger.debug("log tail of %s interrupted: %s", job_id, e)
         # Reconnect after a pause if the stream broke; once the log ended (the job is over),
@@ -193,16 +205,28 @@ async def _until_stopped(work: Awaitable[None], stopped: kopf.DaemonStopped) -> 
 
 
 @kopf.on.delete(GROUP, VERSION, PLURAL)
-async def on_delete(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+async def on_delete(body: kopf.Body, memo: kopf.Memo, ray_clusters: kopf.Index, **_: Any) -> None:
+    clusters = IndexedClusters(ray_clusters)
+    observed, decision = await _finalize(body, memo, clusters)
+    deadline = time.monotonic() + DELETE_WAIT_SECONDS
+    while not decision.finalized and time.monotonic() < deadline:
+        # The index shows the deletion as soon as the watch does: no requests while waiting.
+        await asyncio.sleep(TICK_SECONDS)
+        if await clusters.get_ray_cluster(observed.namespace, observed.cluster_name) is None:
+            observed, decision = await _finalize(body, memo, clusters)
+    if not decision.finalized:
+        raise kopf.TemporaryError(f"waiting for RayCluster {observed.cluster_name} to be deleted", delay=5)
+    metrics.observe_phase(body["metadata"]["uid"], None)
+
+
+async def _finalize(body: kopf.Body, memo: kopf.Memo, clusters: ClusterReader) -> tuple[lifecycle.Observed, lifecycle.Decision]:
     runtime: Runtime = memo.runtime
     async with _lock(memo):
         try:
-            observed, token = await runtime.observe(body, memo, deleting=True)
+            observed, token = await runtime.observe(body, memo, deleting=True, clusters=clusters)
             decision = lifecycle.decide(observed)
             await runtime.execute(observed, decision, token, body)
         except Exception:
             metrics.RECONCILE_ERRORS.labels(handler="delete").inc()
             raise
-    if not decision.finalized:
-        raise kopf.TemporaryError(f"waiting for RayCluster {observed.cluster_name} to be deleted", delay=2)
-    metrics.observe_phase(body["metadata"]["uid"], None)
+    return observed, decision

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import replace
-from typing import Any, Mapping, Optional
+from typing import Any, Awaitable, Callable, Mapping, Optional, Protocol, TypeVar
 
 import aiohttp
 import kopf
@@ -36,6 +36,7 @@ from ..lifecycle import (
 )
 from ..rayjobs import BearerToken, LogFollower, RayJobClient, RayJobError, RayUnauthorized, SubmissionRejected
 from ..settings import OperatorSettings
+from .caches import TokenCache
 
 logger = logging.getLogger(__name__)
 
@@ -89,6 +90,13 @@ def _ray_cluster_ready(obj: Mapping[str, Any]) -> tuple[bool, str]:
     return False, f"RayCluster state {status.get('state') or 'unknown'}"
 
 
+class ClusterReader(Protocol):
+    async def get_ray_cluster(self, namespace: str, name: str) -> Optional[dict[str, Any]]: ...
+
+
+T = TypeVar("T")
+
+
 class Runtime:
     """Shared by all handlers of one operator process (kopf memo)."""
 
@@ -96,6 +104,7 @@ class Runtime:
         self.settings = settings
         self.kube = kube
         self.session = session
+        self.tokens = TokenCache(kube.read_secret_key, settings.token_cache_seconds)
         self.post_event = kopf.event  # replaceable in tests (kopf.event needs a running operator)
 
     # -- observe
@@ -121,8 +130,11 @@ class Runtime:
             input_error=input_error,
         )
 
-    async def observe(self, body: Mapping[str, Any], memo: Any, deleting: bool = False) -> tuple[Observed, Optional[BearerToken]]:
-        """What `decide` needs (and only that: see lifecycle.needs), plus the Ray token."""
+    async def observe(
+        self, body: Mapping[str, Any], memo: Any, deleting: bool = False, clusters: Optional[ClusterReader] = None
+    ) -> tuple[Observed, Optional[BearerToken]]:
+        """What `decide` needs (and only that: see lifecycle.needs), plus the Ray token.
+        RayClusters are read from `clusters` (the operator's watch cache), else with a GET."""
         observed = self._base(body, deleting)
         spec = observed.spec
         needs = lifecycle.needs(spec, observed.status, observed.now, deleting)
@@ -131,7 +143,10 @@ class Runtime:
             token, problem = await self._token(observed.namespace, spec)
             if problem is not None and not deleting:
                 observed = replace(observed, input_error=problem)
-        cluster = await self._observe_cluster(observed, spec) if needs.cluster and spec is not None else None
+        if needs.cluster and spec is not None:
+            cluster = await self._observe_cluster(observed, spec, clusters or self.kube)
+        else:
+            cluster = None
         job = None
         if needs.job_id and cluster is not None and cluster.ready and observed.input_error is None:
             job, auth_problem = await self._observe_job(observed, needs.job_id, token, memo)
@@ -154,7 +169,7 @@ class Runtime:
         if ref is None:
             return None, None
         try:
-            return BearerToken(await self.kube.read_secret_key(namespace, ref.name, ref.key)), None
+            return BearerToken(await self.tokens.get(namespace, ref.name, ref.key)), None
         except SecretProblem as e:
             field = "spec.auth.tokenSecretRef" if spec.auth.token_secret_ref is not None else "GENEVA_RAY_TOKEN_SECRET"
             return None, InputError(field, "AuthSecretNotFound", str(e))
@@ -171,8 +186,30 @@ class Runtime:
             settings=self.settings,
         )
 
-    async def _observe_cluster(self, observed: Observed, spec: BackfillSpec) -> ClusterView:
-        obj = await self.kube.get_ray_cluster(observed.namespace, observed.cluster_name)
+    async def _with_fresh_token(
+        self, observed: Observed, token: Optional[BearerToken], call: Callable[[Optional[BearerToken]], Awaitable[T]]
+    ) -> T:
+        """`call(token)`; if Ray refuses the token, once more with the token re-read from its
+        Secret (the cached copy may predate a rotation). A refusal of a fresh token stands."""
+        try:
+            return await call(token)
+        except RayUnauthorized:
+            fresh = await self.fresh_token(observed)
+            if fresh is None or fresh == token:
+                raise
+            return await call(fresh)
+
+    async def fresh_token(self, observed: Observed) -> Optional[BearerToken]:
+        """The token read from its Secret now, bypassing (and refilling) the cache."""
+        ref = token_secret_ref(observed.spec, self.settings) if observed.spec is not None else None
+        if ref is None:
+            return None
+        self.tokens.forget(observed.namespace, ref.name, ref.key)
+        token, _ = await self._token(observed.namespace, observed.spec)
+        return token
+
+    async def _observe_cluster(self, observed: Observed, spec: BackfillSpec, clusters: ClusterReader) -> ClusterView:
+        obj = await clusters.get_ray_cluster(observed.namespace, observed.cluster_name)
         if obj is None:
             return ClusterView(exists=False)
         refs = obj.get("metadata", {}).get("ownerReferences") or []
@@ -193,19 +230,22 @@ class Runtime:
     async def _observe_job(
         self, observed: Observed, job_id: str, token: Optional[BearerToken], memo: Any
     ) -> tuple[JobView, Optional[InputError]]:
-        ray = self.ray(observed, token)
-        try:
+        async def look(token: Optional[BearerToken]) -> JobView:
+            ray = self.ray(observed, token)
             info = await ray.get_job(job_id)
             if info is None:
-                return JobView(job_id, JobState.NOT_FOUND), None
+                return JobView(job_id, JobState.NOT_FOUND)
             state = JobState(info.status) if info.status in JobState.__members__ else JobState.UNREACHABLE
             if state.terminal:
                 # One read of the whole log at the end: the final result line and the tail.
                 logs = await ray.get_logs(job_id) or ""
-                return JobView(job_id, state, info.message, last_progress(logs), logs), None
+                return JobView(job_id, state, info.message, last_progress(logs), logs)
             follower: Optional[LogFollower] = memo.get("follower") if memo is not None else None
             progress = follower.progress if follower is not None and follower.submission_id == job_id else None
-            return JobView(job_id, state, info.message, progress), None
+            return JobView(job_id, state, info.message, progress)
+
+        try:
+            return await self._with_fresh_token(observed, token, look), None
         except RayUnauthorized as e:
             return JobView(job_id, JobState.UNREACHABLE, str(e)), _auth_failure(e)
         except RayJobError as e:
@@ -250,7 +290,7 @@ class Runtime:
             await self._submit(observed, action, token)
         elif isinstance(action, StopJob):
             try:  # best effort: a job on a cluster being deleted dies with it anyway
-                await self.ray(observed, token).stop_job(action.submission_id)
+                await self._with_fresh_token(observed, token, lambda t: self.ray(observed, t).stop_job(action.submission_id))
             except RayJobError as e:
                 logger.warning("could not stop Ray job %s: %s", action.submission_id, e)
         elif isinstance(action, RecordEvent):
@@ -261,7 +301,7 @@ class Runtime:
     async def _submit(self, observed: Observed, action: SubmitJob, token: Optional[BearerToken]) -> None:
         spec = observed.spec
         started = time.monotonic()
-        job, submitted = await self.ray(observed, token).ensure_job(
+        job, submitted = await self._with_fresh_token(observed, token, lambda t: self.ray(observed, t).ensure_job(
             submission_id=action.submission_id,
             entrypoint=entrypoint(spec),
             runtime_env=runtime_env(spec),
@@ -271,7 +311,7 @@ class Runtime:
                 "geneva.lancedb.com/attempt": str(action.attempt),
                 "geneva.lancedb.com/udf-version": spec.udf.version,
             },
-        )
+        ))
         metrics.SUBMISSION_SECONDS.observe(time.monotonic() - started)
         logger.info(
             "%s job %s (status %s)", "submitted" if submitted else "found existing", action.submission_id, job.status

@@ -88,6 +88,11 @@ class FakeKube:
         self.clusters: dict[tuple[str, str], dict[str, Any]] = {}
         self.secrets: dict[tuple[str, str], dict[str, str]] = {}
         self.calls: list[str] = []
+        self.slow_delete = False  # a delete only marks the cluster (KubeRay removing its pods)
+
+    def index(self) -> "FakeIndex":
+        """What kopf's `ray_clusters` index would hold: every cluster, as of now."""
+        return FakeIndex(self)
 
     async def get_ray_cluster(self, namespace: str, name: str) -> Optional[dict[str, Any]]:
         self.calls.append(f"get {name}")
@@ -106,6 +111,9 @@ class FakeKube:
 
     async def delete_ray_cluster(self, namespace: str, name: str) -> bool:
         self.calls.append(f"delete {name}")
+        if self.slow_delete and (namespace, name) in self.clusters:
+            self.clusters[(namespace, name)]["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"
+            return True
         return self.clusters.pop((namespace, name), None) is not None
 
     async def read_secret_key(self, namespace: str, name: str, key: str) -> str:
@@ -122,3 +130,14 @@ class FakeKube:
             "state": "ready",
             "conditions": [{"type": "HeadPodReady", "status": "True"}, {"type": "RayClusterProvisioned", "status": "True"}],
         }
+
+
+class FakeIndex:
+    """kopf's Index contract as caches.IndexedClusters uses it: key -> a store of objects."""
+
+    def __init__(self, kube: FakeKube) -> None:
+        self._kube = kube
+
+    def get(self, key: tuple[str, str], default: Any = None) -> Any:
+        found = self._kube.clusters.get(key)
+        return [found] if found is not None else default

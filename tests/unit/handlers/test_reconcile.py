@@ -6,7 +6,7 @@ import asyncio
 from datetime import datetime, timezone
 import sys
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Optional
 
 import aiohttp
 import kopf
@@ -19,6 +19,8 @@ from fakes import TOKEN, FakeKube, FakeRay  # noqa: E402
 from geneva_operator.api.job_contract import entrypoint, format_progress, format_result  # noqa: E402
 from geneva_operator.api.models import BackfillSpec, BackfillStatus  # noqa: E402
 from geneva_operator.handlers import backfill  # noqa: E402
+from geneva_operator.handlers.caches import IndexedClusters, TokenCache  # noqa: E402
+from geneva_operator.kube import SecretProblem  # noqa: E402
 from geneva_operator.handlers.runtime import Runtime, _ray_cluster_ready, parse_status, status_patch  # noqa: E402
 from geneva_operator.rayjobs import LogFollower, RayJobError  # noqa: E402
 from geneva_operator.settings import OperatorSettings  # noqa: E402
@@ -41,8 +43,9 @@ def spec_wire(**over: Any) -> dict[str, Any]:
 
 
 class Harness:
-    """A resource body, the runtime, and kopf's per-resource memo; `reconcile` applies the
-    status patch to the body as kopf would."""
+    """A resource body, the runtime, and kopf's per-resource memo; `reconcile` reads
+    RayClusters from the index as the handlers do, and applies the status patch to the body
+    as kopf would."""
 
     def __init__(self, url: str, session: aiohttp.ClientSession, kube: FakeKube, fake: FakeRay, **spec_over: Any):
         self.kube, self.fake = kube, fake
@@ -62,7 +65,7 @@ class Harness:
 
     async def reconcile(self, persist: bool = True) -> dict[str, Any]:
         patch = kopf.Patch()
-        await backfill.reconcile(self.body, self.memo, patch, "test")
+        await backfill.reconcile(self.body, self.memo, patch, "test", IndexedClusters(self.kube.index()))
         changes = dict(patch.get("status") or {})
         if persist:
             status = dict(self.body["status"])
@@ -70,9 +73,23 @@ class Harness:
             self.body["status"] = {k: v for k, v in status.items() if v is not None}
         return changes
 
+    async def provision(self) -> None:
+        """The first reconcile (creates the cluster), then KubeRay reports it ready."""
+        await self.reconcile()
+        self.kube.make_ready(NS, "bf-ray")
+
     @property
     def status(self) -> BackfillStatus:
         return parse_status(self.body["status"])
+
+
+def harness(url: str, session: aiohttp.ClientSession, fake: FakeRay, token: Optional[str] = TOKEN,
+            **spec_over: Any) -> tuple[Harness, FakeKube]:
+    """A Harness on a fresh FakeKube holding the spec's token Secret (none if token is None)."""
+    kube = FakeKube()
+    if token is not None:
+        kube.secrets[(NS, "ray-token")] = {"token": token}
+    return Harness(url, session, kube, fake, **spec_over), kube
 
 
 def run(test: Callable[[FakeRay, str, aiohttp.ClientSession], Awaitable[None]]) -> None:
@@ -92,9 +109,7 @@ def run(test: Callable[[FakeRay, str, aiohttp.ClientSession], Awaitable[None]]) 
 
 def test_full_run_create_submit_progress_succeed_delete():
     async def body(fake: FakeRay, url: str, session: aiohttp.ClientSession) -> None:
-        kube = FakeKube()
-        kube.secrets[(NS, "ray-token")] = {"token": TOKEN}
-        h = Harness(url, session, kube, fake)
+        h, kube = harness(url, session, fake)
 
         await h.reconcile()
         assert h.status.phase == "Provisioning"
@@ -136,22 +151,92 @@ def test_full_run_create_submit_progress_succeed_delete():
         assert h.status.phase == "Succeeded" and h.status.table_version == 12
         assert h.body["status"]["rows"] == "10.0M/10.0M"
 
-        # Deletion: our cluster goes, then the finalizer may go.
-        with pytest.raises(kopf.TemporaryError):
-            await backfill.on_delete(body=h.body, memo=h.memo)
-        assert (NS, "bf-ray") not in kube.clusters
-        await backfill.on_delete(body=h.body, memo=h.memo)
+        # Deletion: our cluster goes, then (the handler sees it gone) the finalizer may go.
+        await backfill.on_delete(body=h.body, memo=h.memo, ray_clusters=kube.index())
+        assert (NS, "bf-ray") not in kube.clusters and kube.calls.count("delete bf-ray") == 1
 
     run(body)
+
+
+def test_deletion_holds_the_finalizer_until_our_cluster_is_gone_without_repeating_the_delete(monkeypatch):
+    monkeypatch.setattr(backfill, "TICK_SECONDS", 0.01)
+    monkeypatch.setattr(backfill, "DELETE_WAIT_SECONDS", 0.1)
+
+    async def body(fake: FakeRay, url: str, session: aiohttp.ClientSession) -> None:
+        h, kube = harness(url, session, fake)
+        kube.slow_delete = True  # KubeRay still removing the pods
+        await h.reconcile()
+        with pytest.raises(kopf.TemporaryError, match="bf-ray"):  # kopf retries the handler later
+            await backfill.on_delete(body=h.body, memo=h.memo, ray_clusters=kube.index())
+        assert kube.calls.count("delete bf-ray") == 1  # waiting is watching, not re-deleting
+        kube.clusters.pop((NS, "bf-ray"))  # KubeRay is done
+        await backfill.on_delete(body=h.body, memo=h.memo, ray_clusters=kube.index())
+
+    run(body)
+
+
+def test_an_active_reconcile_reads_clusters_from_the_index_and_the_token_once():
+    """Per reconcile of a running backfill: no RayCluster GET, no Secret GET (after the first)."""
+    async def body(fake: FakeRay, url: str, session: aiohttp.ClientSession) -> None:
+        h, kube = harness(url, session, fake)
+        await h.provision()
+        for _ in range(5):
+            await h.reconcile()
+        assert h.status.job_id in fake.jobs
+        assert kube.calls == ["secret ray-token", "create bf-ray"]
+
+    run(body)
+
+
+def test_a_rotated_token_is_re_read_when_ray_refuses_the_cached_one():
+    async def body(fake: FakeRay, url: str, session: aiohttp.ClientSession) -> None:
+        h, kube = harness(url, session, fake, token="the-old-token")
+        await h.reconcile()  # cluster created; the old token is cached
+        kube.secrets[(NS, "ray-token")] = {"token": TOKEN}  # rotated (and the cluster with it)
+        kube.make_ready(NS, "bf-ray")
+        await h.reconcile()
+        assert h.status.phase == "Provisioning" and h.status.job_id in fake.jobs
+        assert kube.calls.count("secret ray-token") == 2
+        await h.reconcile()
+        assert kube.calls.count("secret ray-token") == 2  # the new token is cached again
+
+    run(body)
+
+
+def test_the_token_cache_keeps_successes_for_its_ttl_and_never_failures():
+    async def main() -> None:
+        now = [0.0]
+        reads: list[str] = []
+        values = {"a": "token-a"}
+
+        async def read(ns: str, name: str, key: str) -> str:
+            reads.append(name)
+            if name not in values:
+                raise SecretProblem(f"Secret {name} not found")
+            return values[name]
+
+        cache = TokenCache(read, ttl=60, clock=lambda: now[0])
+        assert await cache.get(NS, "a", "token") == "token-a"
+        assert await cache.get(NS, "a", "token") == "token-a" and reads == ["a"]
+        for _ in range(2):
+            with pytest.raises(SecretProblem):
+                await cache.get(NS, "b", "token")
+        assert reads == ["a", "b", "b"]  # a missing Secret is looked up every time
+        values["a"] = "token-a2"
+        now[0] = 61
+        assert await cache.get(NS, "a", "token") == "token-a2"
+        cache.forget(NS, "a", "token")
+        assert await cache.get(NS, "a", "token") == "token-a2" and reads.count("a") == 3
+        assert len(TokenCache(read, ttl=0)) == 0
+
+    asyncio.run(main())
 
 
 def test_a_body_older_than_our_last_status_patch_is_not_decided_on():
     """A timer holding the body from before the status the create handler just wrote (its watch
     event not in yet) must not repeat the create handler's transitions (events, metrics)."""
     async def body(fake: FakeRay, url: str, session: aiohttp.ClientSession) -> None:
-        kube = FakeKube()
-        kube.secrets[(NS, "ray-token")] = {"token": TOKEN}
-        h = Harness(url, session, kube, fake)
+        h, kube = harness(url, session, fake)
 
         first = await h.reconcile(persist=False)
         assert first["phase"] == "Provisioning"
@@ -174,11 +259,8 @@ def test_a_body_older_than_our_last_status_patch_is_not_decided_on():
 
 def test_failed_job_keeps_log_tail_and_retries_then_fails():
     async def body(fake: FakeRay, url: str, session: aiohttp.ClientSession) -> None:
-        kube = FakeKube()
-        kube.secrets[(NS, "ray-token")] = {"token": TOKEN}
-        h = Harness(url, session, kube, fake)
-        await h.reconcile()
-        kube.make_ready(NS, "bf-ray")
+        h, kube = harness(url, session, fake)
+        await h.provision()
         await h.reconcile()
         first = h.status.job_id
         fake.jobs[first].update(status="FAILED", message="Job entrypoint command failed with exit code 1")
@@ -198,8 +280,7 @@ def test_failed_job_keeps_log_tail_and_retries_then_fails():
 
 def test_missing_secret_fails_naming_the_field_and_creates_nothing():
     async def body(fake: FakeRay, url: str, session: aiohttp.ClientSession) -> None:
-        kube = FakeKube()
-        h = Harness(url, session, kube, fake)
+        h, kube = harness(url, session, fake, token=None)
         await h.reconcile()
         assert h.status.phase == "Failed" and h.status.reason == "AuthSecretNotFound"
         assert h.status.message.startswith("spec.auth.tokenSecretRef")
@@ -210,9 +291,7 @@ def test_missing_secret_fails_naming_the_field_and_creates_nothing():
 
 def test_missing_existing_cluster_fails_and_creates_nothing():
     async def body(fake: FakeRay, url: str, session: aiohttp.ClientSession) -> None:
-        kube = FakeKube()
-        kube.secrets[(NS, "ray-token")] = {"token": TOKEN}
-        h = Harness(url, session, kube, fake, cluster=None, existingCluster={"name": "shared"})
+        h, kube = harness(url, session, fake, cluster=None, existingCluster={"name": "shared"})
         h.body["spec"].pop("cluster")
         await h.reconcile()
         assert h.status.reason == "ExistingClusterNotFound" and "spec.existingCluster.name" in h.status.message
@@ -223,11 +302,8 @@ def test_missing_existing_cluster_fails_and_creates_nothing():
 
 def test_wrong_token_fails_the_backfill_without_leaking_it():
     async def body(fake: FakeRay, url: str, session: aiohttp.ClientSession) -> None:
-        kube = FakeKube()
-        kube.secrets[(NS, "ray-token")] = {"token": "not-the-token"}
-        h = Harness(url, session, kube, fake)
-        await h.reconcile()
-        kube.make_ready(NS, "bf-ray")
+        h, kube = harness(url, session, fake, token="not-the-token")
+        await h.provision()
         await h.reconcile()
         assert h.status.phase == "Failed" and h.status.reason == "RayAuthenticationFailed"
         assert "spec.auth.tokenSecretRef" in h.status.message
@@ -238,8 +314,7 @@ def test_wrong_token_fails_the_backfill_without_leaking_it():
 
 def test_finished_resources_cost_no_requests():
     async def body(fake: FakeRay, url: str, session: aiohttp.ClientSession) -> None:
-        kube = FakeKube()
-        h = Harness(url, session, kube, fake, cleanup={"policy": "Never"})
+        h, kube = harness(url, session, fake, token=None, cleanup={"policy": "Never"})
         h.body["status"] = {"phase": "Succeeded", "udfVersion": "1", "startTime": "2026-01-01T00:00:00Z",
                             "completionTime": "2026-01-01T01:00:00Z", "rayClusterName": "bf-ray", "attempts": 1}
         assert not backfill._should_tick(h.body["spec"], h.body["status"])
@@ -253,8 +328,7 @@ def test_finished_resources_cost_no_requests():
 
 def test_a_finished_backfill_waiting_for_its_ttl_ticks_slowly_and_calls_nothing_until_due():
     async def body(fake: FakeRay, url: str, session: aiohttp.ClientSession) -> None:
-        kube = FakeKube()
-        h = Harness(url, session, kube, fake, cleanup={"policy": "Always", "ttlSecondsAfterFinished": 3600})
+        h, kube = harness(url, session, fake, token=None, cleanup={"policy": "Always", "ttlSecondsAfterFinished": 3600})
         finished = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
         h.body["status"] = {"phase": "Succeeded", "udfVersion": "1", "startTime": finished,
                             "completionTime": finished, "rayClusterName": "bf-ray", "attempts": 1}
@@ -275,9 +349,7 @@ def test_log_news_is_not_consumed_by_a_skipped_reconcile():
     when its reconcile was skipped for a stale body: otherwise the status would wait for the
     next poll interval (the operator benchmark measured that lag)."""
     async def body(fake: FakeRay, url: str, session: aiohttp.ClientSession) -> None:
-        kube = FakeKube()
-        kube.secrets[(NS, "ray-token")] = {"token": TOKEN}
-        h = Harness(url, session, kube, fake)
+        h, kube = harness(url, session, fake)
         first = await h.reconcile(persist=False)  # wrote Provisioning; the body does not show it yet
         follower = LogFollower("geneva-some-job-1")
         follower.feed(format_progress({"rowsDone": 1, "rowsTotal": 2, "fragmentsDone": 1, "fragmentsTotal": 2}) + "\n")
@@ -286,7 +358,7 @@ def test_log_news_is_not_consumed_by_a_skipped_reconcile():
 
         async def tick(persist: bool = True) -> None:
             patch = kopf.Patch()
-            await backfill.on_tick(body=h.body, memo=h.memo, patch=patch)
+            await backfill.on_tick(body=h.body, memo=h.memo, patch=patch, ray_clusters=kube.index())
             if persist:  # as kopf would, once the watch event carrying the patch arrives
                 status = {**h.body["status"], **dict(patch.get("status") or {})}
                 h.body["status"] = {k: v for k, v in status.items() if v is not None}
@@ -299,9 +371,10 @@ def test_log_news_is_not_consumed_by_a_skipped_reconcile():
         assert h.memo.seen_news == ("geneva-some-job-1", 1, False)
 
         follower.finished = True  # the log ended: news again, though no new progress line
-        calls = len(kube.calls)
+        h.memo.next_reconcile = float("inf")
         await tick()
-        assert h.memo.seen_news == ("geneva-some-job-1", 1, True) and len(kube.calls) > calls
+        assert h.memo.seen_news == ("geneva-some-job-1", 1, True)
+        assert h.memo.next_reconcile != float("inf")  # a reconcile ran (and set the next poll)
 
     run(body)
 
