@@ -42,7 +42,8 @@ PROGRESSING = "Progressing"
 COMPLETE = "Complete"
 FAILED = "Failed"
 SUSPENDED = "Suspended"
-CONDITION_TYPES = (CLUSTER_READY, JOB_SUBMITTED, PROGRESSING, COMPLETE, FAILED, SUSPENDED)
+CLUSTER_OUTDATED = "ClusterOutdated"  # only once a spec change needed a recreate (cluster/update.py)
+CONDITION_TYPES = (CLUSTER_READY, JOB_SUBMITTED, PROGRESSING, COMPLETE, FAILED, SUSPENDED, CLUSTER_OUTDATED)
 
 # Reasons other code relies on (the rest are free-form CamelCase, for humans).
 CLUSTER_DELETED = "Deleted"  # ClusterReady: our cluster is gone (cleanup, suspend)
@@ -103,6 +104,11 @@ class InputError:
     field: str  # e.g. "spec.auth.tokenSecretRef"
     reason: str  # CamelCase
     message: str
+    # A referenced object that is missing may still appear: `kubectl apply -f dir/` or a
+    # GitOps sync creates the backfill and its Secret in no particular order. Before a job
+    # is submitted, the run waits for it (bounded by startupDeadlineSeconds), as a Pod
+    # waits for a missing Secret, instead of failing at once.
+    may_appear: bool = False
 
 
 @dataclass(frozen=True)
@@ -431,11 +437,14 @@ def decide(o: Observed) -> Decision:
     if s.status.phase == Phase.Suspended.value:
         _resume(s)
 
-    if o.input_error is not None:
-        return s.fail(o.input_error.reason, f"{o.input_error.field}: {o.input_error.message}")
+    problem = o.input_error
+    if problem is not None and not (problem.may_appear and not s.status.job_id):
+        return s.fail(problem.reason, f"{problem.field}: {problem.message}")
     deadline = _deadline_exceeded(s)
     if deadline is not None:
         return deadline
+    if problem is not None:
+        return _wait_for_reference(s, problem)
 
     if not _cluster_step(s):
         return s.decision()
@@ -528,6 +537,17 @@ def _resume(s: _Step) -> None:
     s.phase(Phase.Pending, "Resumed", "spec.suspend is false: continuing from checkpoints")
 
 
+def _wait_for_reference(s: _Step, problem: InputError) -> Decision:
+    """A referenced object is missing before anything was submitted: wait for it (the
+    startup deadline ends the wait; its message then names the missing object)."""
+    message = f"{problem.field}: {problem.message}; waiting for it (spec.startupDeadlineSeconds)"
+    s.cond(CLUSTER_READY, "False", problem.reason, message)
+    if s.old.reason != problem.reason:
+        s.event("Warning", problem.reason, message)
+    s.status.phase, s.status.reason, s.status.message = Phase.Pending.value, problem.reason, message
+    return s.decision()
+
+
 def _deadline_exceeded(s: _Step) -> Optional[Decision]:
     spec, st = s.spec, s.status
     start = parse_time(st.start_time)
@@ -553,7 +573,12 @@ def _cluster_step(s: _Step) -> bool:
         return False
     running = st.phase == Phase.Running.value
     if not cluster.exists and not s.owned:
-        s.fail("ExistingClusterNotFound", f"spec.existingCluster.name: RayCluster {name} not found in namespace {s.o.namespace}")
+        problem = InputError("spec.existingCluster.name", "ExistingClusterNotFound",
+                             f"RayCluster {name} not found in namespace {s.o.namespace}", may_appear=True)
+        if st.job_id:  # it ran our job: gone for good
+            s.fail(problem.reason, f"{problem.field}: {problem.message}")
+        else:
+            _wait_for_reference(s, problem)
         return False
     # Recorded once the cluster exists or is being created (cleanup keys off it).
     st.ray_cluster_name, st.dashboard_url = name, s.o.dashboard_url
@@ -571,6 +596,7 @@ def _cluster_step(s: _Step) -> bool:
     if s.owned and not cluster.owned:
         s.fail("ClusterNameConflict", f"metadata.name: RayCluster {name} exists and does not belong to this backfill")
         return False
+    _outdated(s, cluster)
     if s.owned and cluster.recreate and not st.job_id:
         # No job on it (before the first or between attempts): recreate from the new spec
         # on a later reconcile. Never under a running job: that would kill it.
@@ -587,6 +613,20 @@ def _cluster_step(s: _Step) -> bool:
     pending_change = f"; changes to {', '.join(cluster.recreate)} apply to the next run" if s.owned and cluster.recreate else ""
     s.cond(CLUSTER_READY, "True", "Ready", f"RayCluster {name} is ready{pending_change}")
     return True
+
+
+def _outdated(s: _Step, cluster: ClusterView) -> None:
+    """ClusterOutdated: spec changes our running cluster cannot take in place wait for a moment
+    with no job on it (see cluster/update.py). Absent until the first such change."""
+    if s.owned and cluster.recreate:
+        fields = ", ".join(cluster.recreate)
+        message = f"changed: {fields}; the cluster is recreated when no job runs on it (suspend and resume to apply now)"
+        current = condition(s.status, CLUSTER_OUTDATED)
+        if current is None or current.status != "True" or current.message != message:
+            s.event("Warning" if s.status.job_id else "Normal", "ClusterOutdated", message)
+        s.cond(CLUSTER_OUTDATED, "True", "SpecChanged", message)
+    elif condition(s.status, CLUSTER_OUTDATED) is not None:
+        s.cond(CLUSTER_OUTDATED, "False", "UpToDate", "the RayCluster matches the spec")
 
 
 def _job_step(s: _Step) -> Decision:

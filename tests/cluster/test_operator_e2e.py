@@ -24,6 +24,7 @@ from operator_fixtures import (  # noqa: F401  (fixtures by import)
     FRAGMENTS,
     REPO,
     ROWS,
+    TOKEN_SECRET,
     api,
     apply,
     backfill_manifest,
@@ -276,6 +277,26 @@ def test_failing_udf_retries_then_fails_with_reason_and_log_tail(control_plane, 
     assert COLUMN not in lance.dataset(str(db / "captions.lance")).schema.names
     assert api.get("raycluster", ns, CLUSTER) is not None
     assert conditions(api.get("backfill", ns, NAME))["ClusterReady"]["reason"] != "Deleted"
+
+
+def test_a_backfill_applied_before_its_token_secret_waits_for_it(control_plane, api, operator, e2e_namespace, table,
+                                                                 local_ray):
+    """`kubectl apply -f dir/` or a GitOps sync may create the backfill before its Secret."""
+    ns, (db, captions) = e2e_namespace, table
+    k = control_plane.kubectl
+    k("delete", "secret", TOKEN_SECRET, "-n", ns)
+    apply(control_plane, backfill_manifest(ns, db))
+
+    waiting = _wait_backfill(api, control_plane, operator, ns, lambda o: (o or {}).get("status", {}).get("reason")
+                             == "AuthSecretNotFound", "reason AuthSecretNotFound")
+    assert phase(waiting) == "Pending" and "spec.auth.tokenSecretRef" in waiting["status"]["message"]
+    assert [e["type"] for e in _events(api, ns, {"AuthSecretNotFound"}) if e["reason"] == "AuthSecretNotFound"] == ["Warning"]
+    assert api.get("raycluster", ns, CLUSTER) is None
+
+    k("create", "secret", "generic", TOKEN_SECRET, f"--from-literal=token={local_ray.token}", "-n", ns)
+    done = _wait_backfill(api, control_plane, operator, ns, _finished, "a finished run", timeout=240)
+    assert phase(done) == "Succeeded", json.dumps(done["status"], indent=1)
+    assert read_column(db, COLUMN) == expected_lengths(captions)
 
 
 # ---------------------------------------------------------------- mid-run

@@ -415,7 +415,8 @@ class BackfillSpec(_Model):
     cleanup: Cleanup = Field(default_factory=Cleanup, description="What happens to the RayCluster when the run ends.")
     backoff_limit: int = Field(default=2, ge=0, description="Retries; each resumes from checkpoints.")
     active_deadline_seconds: Optional[int] = Field(default=None, ge=1, description="Longest run, retries included; then the backfill fails.")
-    startup_deadline_seconds: int = Field(default=900, ge=1, description="Longest wait for the cluster and job to start running.")
+    startup_deadline_seconds: int = Field(default=900, ge=1, description="Longest wait for the cluster and job to start running, including "
+        "for a missing token Secret or existingCluster to appear.")
     suspend: bool = Field(default=False, description="Stop the job (keeping its checkpoints) until set back to false.")
 
     cel_rules: ClassVar[tuple[Rule, ...]] = (

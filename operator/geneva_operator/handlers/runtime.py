@@ -172,7 +172,7 @@ class Runtime:
             return BearerToken(await self.tokens.get(namespace, ref.name, ref.key)), None
         except SecretProblem as e:
             field = "spec.auth.tokenSecretRef" if spec.auth.token_secret_ref is not None else "GENEVA_RAY_TOKEN_SECRET"
-            return None, InputError(field, "AuthSecretNotFound", str(e))
+            return None, InputError(field, "AuthSecretNotFound", str(e), may_appear=e.may_appear)
 
     def _owner(self, observed: Observed) -> dict[str, Any]:
         return {"apiVersion": f"{GROUP}/{VERSION}", "kind": KIND, "name": observed.name, "uid": observed.uid}

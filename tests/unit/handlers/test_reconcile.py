@@ -278,23 +278,28 @@ def test_failed_job_keeps_log_tail_and_retries_then_fails():
     run(body)
 
 
-def test_missing_secret_fails_naming_the_field_and_creates_nothing():
+def test_a_missing_secret_is_waited_for_and_its_arrival_starts_the_run():
     async def body(fake: FakeRay, url: str, session: aiohttp.ClientSession) -> None:
         h, kube = harness(url, session, fake, token=None)
         await h.reconcile()
-        assert h.status.phase == "Failed" and h.status.reason == "AuthSecretNotFound"
+        assert h.status.phase == "Pending" and h.status.reason == "AuthSecretNotFound"
         assert h.status.message.startswith("spec.auth.tokenSecretRef")
+        assert ("Warning", "AuthSecretNotFound") in {(t, r) for t, r, _ in h.events}
         assert not kube.clusters and not any(c.startswith("create") for c in kube.calls)
+        kube.secrets[(NS, "ray-token")] = {"token": TOKEN}  # applied after the backfill
+        await h.reconcile()
+        assert h.status.phase == "Provisioning" and (NS, "bf-ray") in kube.clusters
 
     run(body)
 
 
-def test_missing_existing_cluster_fails_and_creates_nothing():
+def test_missing_existing_cluster_is_waited_for_and_nothing_created():
     async def body(fake: FakeRay, url: str, session: aiohttp.ClientSession) -> None:
         h, kube = harness(url, session, fake, cluster=None, existingCluster={"name": "shared"})
         h.body["spec"].pop("cluster")
         await h.reconcile()
-        assert h.status.reason == "ExistingClusterNotFound" and "spec.existingCluster.name" in h.status.message
+        assert h.status.phase == "Pending" and h.status.reason == "ExistingClusterNotFound"
+        assert "spec.existingCluster.name" in h.status.message
         assert not kube.clusters
 
     run(body)

@@ -109,7 +109,7 @@ def test_first_sight_starts_a_run_and_creates_the_cluster():
     assert actions(d, CreateCluster) == [CreateCluster("bf-ray")]
     assert not actions(d, SubmitJob)
     assert {e.reason for e in actions(d, RecordEvent)} >= {"RunStarted", "CreatingCluster"}
-    assert {c.type for c in w.status.conditions} == set(lc.CONDITION_TYPES)
+    assert {c.type for c in w.status.conditions} == set(lc.CONDITION_TYPES) - {"ClusterOutdated"}
     assert cond(w.status, "ClusterReady").status == "False"
     assert cond(w.status, "Progressing").status == "True"
     assert all(c.observed_generation == 1 and c.last_transition_time for c in w.status.conditions)
@@ -467,22 +467,74 @@ def test_delete_after_finish_does_not_stop_anything():
 # ---------------------------------------------------------------- bad input
 
 
-def test_existing_cluster_missing_fails_naming_the_field():
-    w = World(make_spec(cluster=None, existingCluster={"name": "nope"}))
+def test_existing_cluster_missing_is_waited_for_until_the_startup_deadline():
+    w = World(make_spec(cluster=None, existingCluster={"name": "nope"}, startupDeadlineSeconds=60))
     d = w.step(cluster=ABSENT)
-    assert w.status.phase == "Failed" and w.status.reason == "ExistingClusterNotFound"
+    assert w.status.phase == "Pending" and w.status.reason == "ExistingClusterNotFound"
     assert w.status.message.startswith("spec.existingCluster.name")
-    assert not actions(d, CreateCluster)
+    assert not actions(d, CreateCluster) and lc.should_poll(w.spec, w.status)
+    assert [e.reason for e in actions(d, RecordEvent) if e.type == "Warning"] == ["ExistingClusterNotFound"]
+    w.tick(30)
+    d = w.step(cluster=ABSENT)
+    assert w.status.phase == "Pending" and not actions(d, RecordEvent)  # one warning, not one per poll
+    w.tick(31)
+    w.step(cluster=ABSENT)
+    assert w.status.phase == "Failed" and w.status.reason == "StartupDeadlineExceeded"
+    assert "RayCluster nope not found" in w.status.message
 
 
-def test_missing_secret_fails_before_any_cluster_is_created():
+def test_existing_cluster_appearing_ends_the_wait():
+    w = World(make_spec(cluster=None, existingCluster={"name": "shared"}))
+    w.step(cluster=ABSENT)
+    w.tick(5)
+    d = w.step(cluster=replace(READY, owned=False))
+    assert len(actions(d, SubmitJob)) == 1 and w.status.reason == "JobSubmitted"
+    assert cond(w.status, "ClusterReady").status == "True"
+
+
+def test_existing_cluster_gone_under_our_job_fails():
+    w = World(make_spec(cluster=None, existingCluster={"name": "shared"}))
+    w.step(cluster=ABSENT)
+    w.tick(5)
+    w.step(cluster=replace(READY, owned=False))
+    w.tick(5)
+    w.step(cluster=replace(READY, owned=False), job=w.job(JobState.RUNNING))
+    assert w.status.phase == "Running"
+    w.step(cluster=ABSENT)
+    assert w.status.phase == "Failed" and w.status.reason == "ExistingClusterNotFound"
+
+
+MISSING_SECRET = InputError("spec.auth.tokenSecretRef", "AuthSecretNotFound", "Secret ray-token not found", may_appear=True)
+
+
+def test_missing_secret_is_waited_for_and_no_cluster_created_meanwhile():
+    w = World(make_spec(auth={"tokenSecretRef": {"name": "ray-token"}}, startupDeadlineSeconds=60))
+    d = w.step(cluster=ABSENT, input_error=MISSING_SECRET)
+    assert w.status.phase == "Pending" and w.status.reason == "AuthSecretNotFound"
+    assert "spec.auth.tokenSecretRef" in w.status.message
+    assert cond(w.status, "ClusterReady").reason == "AuthSecretNotFound"
+    assert not actions(d, CreateCluster) and lc.should_poll(w.spec, w.status)
+    w.tick(5)
+    d = w.step(cluster=ABSENT)  # the Secret was applied
+    assert actions(d, CreateCluster) == [CreateCluster("bf-ray")] and w.status.phase == "Provisioning"
+
+
+def test_missing_secret_fails_at_the_startup_deadline_naming_it():
+    w = World(make_spec(auth={"tokenSecretRef": {"name": "ray-token"}}, startupDeadlineSeconds=60))
+    w.step(cluster=ABSENT, input_error=MISSING_SECRET)
+    w.tick(61)
+    d = w.step(cluster=ABSENT, input_error=MISSING_SECRET)
+    assert w.status.phase == "Failed" and w.status.reason == "StartupDeadlineExceeded"
+    assert "Secret ray-token not found" in w.status.message
+    assert not actions(d, CreateCluster) and not lc.should_poll(w.spec, w.status)
+
+
+def test_an_unreadable_secret_fails_at_once():
     w = World(make_spec(auth={"tokenSecretRef": {"name": "ray-token"}}))
-    problem = InputError("spec.auth.tokenSecretRef", "AuthSecretNotFound", "Secret ray-token not found")
+    problem = InputError("spec.auth.tokenSecretRef", "AuthSecretNotFound", "Secret ray-token has no key 'token'")
     d = w.step(cluster=ABSENT, input_error=problem)
     assert w.status.phase == "Failed" and w.status.reason == "AuthSecretNotFound"
-    assert "spec.auth.tokenSecretRef" in w.status.message
-    assert not actions(d, CreateCluster)
-    assert not lc.should_poll(w.spec, w.status)
+    assert not actions(d, CreateCluster) and not lc.should_poll(w.spec, w.status)
 
 
 def test_invalid_spec_fails_once():
@@ -573,3 +625,26 @@ def test_outdated_cluster_is_recreated_between_attempts():
     assert actions(w.step(cluster=ABSENT), CreateCluster)
     w.tick(5)
     assert actions(w.step(cluster=READY), SubmitJob)[0].attempt == 2
+
+
+def test_cluster_outdated_condition_says_a_change_waits_and_clears_after_the_recreate():
+    w = World().running()
+    assert lc.condition(w.status, "ClusterOutdated") is None  # absent until it matters
+    outdated = replace(READY, recreate=("image", "workerGroups[cpu].resources"))
+    d = w.step(cluster=outdated, job=w.job(JobState.RUNNING))
+    c = cond(w.status, "ClusterOutdated")
+    assert (c.status, c.reason) == ("True", "SpecChanged") and "workerGroups[cpu].resources" in c.message
+    assert "suspend and resume" in c.message and not actions(d, DeleteCluster)
+    assert [(e.type, e.reason) for e in actions(d, RecordEvent)] == [("Warning", "ClusterOutdated")]
+    w.tick(5)
+    d = w.step(cluster=outdated, job=w.job(JobState.RUNNING))
+    assert not actions(d, RecordEvent)  # said once
+    w.tick(5)
+    w.step(cluster=outdated, job=w.job(JobState.FAILED, message="x"))  # attempt 2 is due: recreate first
+    w.tick(5)
+    assert actions(w.step(cluster=outdated), DeleteCluster)
+    w.tick(5)
+    w.step(cluster=ABSENT)
+    w.tick(5)
+    w.step(cluster=READY)
+    assert (cond(w.status, "ClusterOutdated").status, cond(w.status, "ClusterOutdated").reason) == ("False", "UpToDate")
