@@ -34,11 +34,11 @@ RAY_GROUP, RAY_VERSION, RAY_PLURAL = "ray.io", "v1", "rayclusters"
 
 class SecretProblem(Exception):
     """The referenced Secret or key is missing (a user error, reported on the resource).
-    `may_appear`: the Secret does not exist (yet); the other problems need an edit."""
+    `may_clear`: the Secret does not exist (yet); the other problems need an edit."""
 
-    def __init__(self, message: str, may_appear: bool = False):
+    def __init__(self, message: str, may_clear: bool = False):
         super().__init__(message)
-        self.may_appear = may_appear
+        self.may_clear = may_clear
 
 
 def load_config() -> client.ApiClient:
@@ -123,7 +123,7 @@ class Kube:
             secret = await asyncio.to_thread(self._core.read_namespaced_secret, name, namespace)
         except ApiException as e:
             if e.status == 404:
-                raise SecretProblem(f"Secret {name} not found in namespace {namespace}", may_appear=True) from None
+                raise SecretProblem(f"Secret {name} not found in namespace {namespace}", may_clear=True) from None
             if e.status == 403:
                 raise SecretProblem(f"the operator may not read Secret {name} (RBAC)") from None
             raise

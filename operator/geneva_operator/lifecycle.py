@@ -104,11 +104,12 @@ class InputError:
     field: str  # e.g. "spec.auth.tokenSecretRef"
     reason: str  # CamelCase
     message: str
-    # A referenced object that is missing may still appear: `kubectl apply -f dir/` or a
-    # GitOps sync creates the backfill and its Secret in no particular order. Before a job
-    # is submitted, the run waits for it (bounded by startupDeadlineSeconds), as a Pod
-    # waits for a missing Secret, instead of failing at once.
-    may_appear: bool = False
+    # A problem that may clear by itself: a referenced object not there yet (`kubectl apply
+    # -f dir/` or a GitOps sync creates the backfill and its Secret in no particular order),
+    # or the column busy with another backfill (columns.py). Before a job is submitted, the
+    # run waits for it, bounded by startupDeadlineSeconds, as a Pod waits for a missing
+    # Secret, instead of failing at once.
+    may_clear: bool = False
 
 
 @dataclass(frozen=True)
@@ -299,10 +300,10 @@ def cleanup_due_at(spec: BackfillSpec, status: BackfillStatus) -> Optional[datet
 def waiting_for_cleanup(spec: Optional[BackfillSpec], status: BackfillStatus) -> bool:
     """Finished, with nothing left but deleting our cluster when its TTL runs out: a slow
     timer serves that, so hundreds of finished backfills do not tick every second."""
-    return spec is not None and not _new_run_needed(spec, status) and cleanup_pending(spec, status)
+    return spec is not None and not new_run_needed(spec, status) and cleanup_pending(spec, status)
 
 
-def _new_run_needed(spec: BackfillSpec, status: BackfillStatus) -> bool:
+def new_run_needed(spec: BackfillSpec, status: BackfillStatus) -> bool:
     return status.udf_version != spec.udf.version or not status.start_time
 
 
@@ -311,7 +312,7 @@ def should_poll(spec: Optional[BackfillSpec], status: BackfillStatus) -> bool:
     spec change (finished or settled-suspended resources cost no API requests at all)."""
     if spec is None:
         return status.phase != Phase.Failed.value
-    if status.phase is None or status.phase in ACTIVE_PHASES or _new_run_needed(spec, status):
+    if status.phase is None or status.phase in ACTIVE_PHASES or new_run_needed(spec, status):
         return True
     if status.phase == Phase.Suspended.value:
         suspended = condition(status, SUSPENDED)
@@ -324,7 +325,7 @@ def needs(spec: Optional[BackfillSpec], status: BackfillStatus, now: datetime, d
         return Needs(cluster=True)
     if spec is None:
         return Needs()
-    if status.phase in FINISHED_PHASES and not _new_run_needed(spec, status):
+    if status.phase in FINISHED_PHASES and not new_run_needed(spec, status):
         return Needs()  # cleanup needs no observation: deletion is idempotent
     if status.phase == Phase.Suspended.value and spec.suspend and not should_poll(spec, status):
         return Needs()
@@ -427,7 +428,7 @@ def decide(o: Observed) -> Decision:
             return s.decision()
         return s.fail(err.reason, f"{err.field}: {err.message}")
 
-    if _new_run_needed(o.spec, s.status):
+    if new_run_needed(o.spec, s.status):
         _start_run(s)
     elif s.status.phase in FINISHED_PHASES:
         return _after_finish(s)
@@ -438,13 +439,13 @@ def decide(o: Observed) -> Decision:
         _resume(s)
 
     problem = o.input_error
-    if problem is not None and not (problem.may_appear and not s.status.job_id):
+    if problem is not None and not (problem.may_clear and not s.status.job_id):
         return s.fail(problem.reason, f"{problem.field}: {problem.message}")
     deadline = _deadline_exceeded(s)
     if deadline is not None:
         return deadline
     if problem is not None:
-        return _wait_for_reference(s, problem)
+        return _wait_for(s, problem)
 
     if not _cluster_step(s):
         return s.decision()
@@ -537,9 +538,9 @@ def _resume(s: _Step) -> None:
     s.phase(Phase.Pending, "Resumed", "spec.suspend is false: continuing from checkpoints")
 
 
-def _wait_for_reference(s: _Step, problem: InputError) -> Decision:
-    """A referenced object is missing before anything was submitted: wait for it (the
-    startup deadline ends the wait; its message then names the missing object)."""
+def _wait_for(s: _Step, problem: InputError) -> Decision:
+    """A problem that may clear by itself, before anything was submitted: wait (the startup
+    deadline ends the wait; its message then names what was waited for)."""
     message = f"{problem.field}: {problem.message}; waiting for it (spec.startupDeadlineSeconds)"
     s.cond(CLUSTER_READY, "False", problem.reason, message)
     if s.old.reason != problem.reason:
@@ -574,11 +575,11 @@ def _cluster_step(s: _Step) -> bool:
     running = st.phase == Phase.Running.value
     if not cluster.exists and not s.owned:
         problem = InputError("spec.existingCluster.name", "ExistingClusterNotFound",
-                             f"RayCluster {name} not found in namespace {s.o.namespace}", may_appear=True)
+                             f"RayCluster {name} not found in namespace {s.o.namespace}", may_clear=True)
         if st.job_id:  # it ran our job: gone for good
             s.fail(problem.reason, f"{problem.field}: {problem.message}")
         else:
-            _wait_for_reference(s, problem)
+            _wait_for(s, problem)
         return False
     # Recorded once the cluster exists or is being created (cleanup keys off it).
     st.ray_cluster_name, st.dashboard_url = name, s.o.dashboard_url

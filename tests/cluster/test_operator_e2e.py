@@ -313,6 +313,26 @@ def _start_slow_run(control_plane, api, operator, ns, db, **spec) -> tuple[str, 
     return uid, running["status"]
 
 
+def test_a_second_backfill_of_the_same_column_waits_for_the_first(control_plane, api, operator, e2e_namespace, table,
+                                                                  ray_jobs):
+    ns, (db, captions) = e2e_namespace, table
+    first_uid, _ = _start_slow_run(control_plane, api, operator, ns, db)
+    apply(control_plane, backfill_manifest(ns, db, name="second", udf={"version": "2"}))
+    second_uid = api.get("backfill", ns, "second")["metadata"]["uid"]
+
+    waiting = _wait_backfill(api, control_plane, operator, ns, lambda o: (o or {}).get("status", {}).get("reason")
+                             == "ColumnBusy", "reason ColumnBusy", name="second")
+    assert phase(waiting) == "Pending" and f"GenevaBackfill {ns}/{NAME}" in waiting["status"]["message"]
+    assert api.get("raycluster", ns, "second-ray") is None and not ray_jobs.jobs_of(second_uid)
+
+    for name in (NAME, "second"):
+        done = _wait_backfill(api, control_plane, operator, ns, _finished, f"{name} finished", timeout=240, name=name)
+        assert phase(done) == "Succeeded", json.dumps(done["status"], indent=1)
+    [first], [second] = ray_jobs.jobs_of(first_uid), ray_jobs.jobs_of(second_uid)
+    assert second["start_time"] >= first["end_time"]  # one writer of the column at a time
+    assert read_column(db, COLUMN) == expected_lengths(captions)
+
+
 def test_delete_mid_run_stops_the_job_deletes_the_cluster_and_releases_the_finalizer(
         control_plane, api, operator, e2e_namespace, table, ray_jobs):
     ns, (db, _) = e2e_namespace, table

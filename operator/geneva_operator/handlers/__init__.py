@@ -6,7 +6,7 @@
 replicas, which needs kopf's KopfPeering CRD), or `python -m geneva_operator`.
 
 Importing this package registers the handlers: startup.py (kopf settings, shared runtime,
-/metrics), caches.py (the RayCluster index) and backfill.py (when to reconcile); runtime.py
-does one reconcile.
+/metrics), caches.py (the RayCluster index), columns.py (who claims which column) and
+backfill.py (when to reconcile); runtime.py does one reconcile.
 """
-from . import backfill, caches, startup  # noqa: F401  (registration by import)
+from . import backfill, caches, columns, startup  # noqa: F401  (registration by import)

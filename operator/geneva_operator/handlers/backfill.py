@@ -13,7 +13,9 @@
   cluster we created, and hold the finalizer until that cluster is gone.
 
 RayClusters are read from the `ray_clusters` index (caches.py), which kopf hands every
-handler: a reconcile's only API request is then the status patch, if anything changed.
+handler: a reconcile's only API request is then the status patch, if anything changed. The
+`backfill_columns` index (columns.py) holds a backfill back while another one writes its
+column.
 
 All reconciles of one resource take its lock (kopf runs timers, daemons and change handlers
 concurrently). The status is written through kopf's `patch` (status subresource).
@@ -33,6 +35,7 @@ from ..api.models import GROUP, PLURAL, VERSION, Phase
 from ..rayjobs import LogFollower, RayJobError, RayUnauthorized
 from ..settings import OperatorSettings
 from .caches import IndexedClusters
+from .columns import column_busy
 from .runtime import ClusterReader, Runtime, parse_spec, parse_status, status_patch
 
 logger = logging.getLogger(__name__)
@@ -59,9 +62,11 @@ def _lock(memo: kopf.Memo) -> asyncio.Lock:
 
 
 async def reconcile(
-    body: kopf.Body, memo: kopf.Memo, patch: kopf.Patch, handler: str, clusters: Optional[ClusterReader] = None
+    body: kopf.Body, memo: kopf.Memo, patch: kopf.Patch, handler: str, clusters: Optional[ClusterReader] = None,
+    columns: Optional[Mapping[Any, Any]] = None,
 ) -> bool:
-    """One reconcile; False when skipped because `body` is older than our last status write."""
+    """One reconcile; False when skipped because `body` is older than our last status write.
+    `clusters` and `columns` are the operator's indexes (RayClusters; who claims which column)."""
     runtime: Runtime = memo.runtime
     async with _lock(memo):
         if _stale(body, memo):
@@ -70,7 +75,8 @@ async def reconcile(
             logger.debug("skipping a reconcile (%s) on a body older than the status we wrote", handler)
             return False
         try:
-            observed, token = await runtime.observe(body, memo, clusters=clusters)
+            waiting = column_busy(body, columns) if columns is not None else None
+            observed, token = await runtime.observe(body, memo, clusters=clusters, waiting=waiting)
             decision = lifecycle.decide(observed)
             decision = await runtime.execute(observed, decision, token, body)
         except Exception:
@@ -132,8 +138,9 @@ def _job_submitted(status: Mapping[str, Any], **_: Any) -> bool:
 @kopf.on.create(GROUP, VERSION, PLURAL, id="reconcile-create", backoff=5)
 @kopf.on.resume(GROUP, VERSION, PLURAL, id="reconcile-resume", backoff=5)
 @kopf.on.update(GROUP, VERSION, PLURAL, id="reconcile-update", field="spec", backoff=5)
-async def on_change(body: kopf.Body, memo: kopf.Memo, patch: kopf.Patch, ray_clusters: kopf.Index, **_: Any) -> None:
-    await reconcile(body, memo, patch, "change", IndexedClusters(ray_clusters))
+async def on_change(body: kopf.Body, memo: kopf.Memo, patch: kopf.Patch, ray_clusters: kopf.Index,
+                    backfill_columns: kopf.Index, **_: Any) -> None:
+    await reconcile(body, memo, patch, "change", IndexedClusters(ray_clusters), backfill_columns)
 
 
 def _log_news(follower: Optional[LogFollower]) -> Optional[tuple[str, int, bool]]:
@@ -143,19 +150,21 @@ def _log_news(follower: Optional[LogFollower]) -> Optional[tuple[str, int, bool]
 
 
 @kopf.timer(GROUP, VERSION, PLURAL, interval=TICK_SECONDS, when=_should_tick)
-async def on_tick(body: kopf.Body, memo: kopf.Memo, patch: kopf.Patch, ray_clusters: kopf.Index, **_: Any) -> None:
+async def on_tick(body: kopf.Body, memo: kopf.Memo, patch: kopf.Patch, ray_clusters: kopf.Index,
+                  backfill_columns: kopf.Index, **_: Any) -> None:
     news = _log_news(memo.get("follower"))
     if news == memo.get("seen_news") and time.monotonic() < memo.get("next_reconcile", 0.0):
         return
     # Marked seen only by a reconcile that ran: a skipped (stale-body) one must leave the news
     # for the next tick, or the status would wait for the next poll interval.
-    if await reconcile(body, memo, patch, "timer", IndexedClusters(ray_clusters)):
+    if await reconcile(body, memo, patch, "timer", IndexedClusters(ray_clusters), backfill_columns):
         memo.seen_news = news
 
 
 @kopf.timer(GROUP, VERSION, PLURAL, interval=CLEANUP_TICK_SECONDS, when=_waiting_for_cleanup)
-async def on_cleanup_tick(body: kopf.Body, memo: kopf.Memo, patch: kopf.Patch, ray_clusters: kopf.Index, **_: Any) -> None:
-    await reconcile(body, memo, patch, "cleanup", IndexedClusters(ray_clusters))
+async def on_cleanup_tick(body: kopf.Body, memo: kopf.Memo, patch: kopf.Patch, ray_clusters: kopf.Index,
+                          backfill_columns: kopf.Index, **_: Any) -> None:
+    await reconcile(body, memo, patch, "cleanup", IndexedClusters(ray_clusters), backfill_columns)
 
 
 @kopf.daemon(GROUP, VERSION, PLURAL, when=_job_submitted, cancellation_timeout=1.0)

@@ -131,18 +131,22 @@ class Runtime:
         )
 
     async def observe(
-        self, body: Mapping[str, Any], memo: Any, deleting: bool = False, clusters: Optional[ClusterReader] = None
+        self, body: Mapping[str, Any], memo: Any, deleting: bool = False, clusters: Optional[ClusterReader] = None,
+        waiting: Optional[InputError] = None,
     ) -> tuple[Observed, Optional[BearerToken]]:
         """What `decide` needs (and only that: see lifecycle.needs), plus the Ray token.
-        RayClusters are read from `clusters` (the operator's watch cache), else with a GET."""
+        RayClusters are read from `clusters` (the operator's watch cache), else with a GET.
+        `waiting`: what the handlers found this backfill must wait for (a busy column)."""
         observed = self._base(body, deleting)
+        if waiting is not None and not deleting:
+            observed = replace(observed, input_error=waiting)
         spec = observed.spec
         needs = lifecycle.needs(spec, observed.status, observed.now, deleting)
         token: Optional[BearerToken] = None
         if spec is not None and (needs.inputs or needs.job_id or deleting):
             token, problem = await self._token(observed.namespace, spec)
             if problem is not None and not deleting:
-                observed = replace(observed, input_error=problem)
+                observed = replace(observed, input_error=problem)  # takes precedence: it needs an edit or a Secret
         if needs.cluster and spec is not None:
             cluster = await self._observe_cluster(observed, spec, clusters or self.kube)
         else:
@@ -172,7 +176,7 @@ class Runtime:
             return BearerToken(await self.tokens.get(namespace, ref.name, ref.key)), None
         except SecretProblem as e:
             field = "spec.auth.tokenSecretRef" if spec.auth.token_secret_ref is not None else "GENEVA_RAY_TOKEN_SECRET"
-            return None, InputError(field, "AuthSecretNotFound", str(e), may_appear=e.may_appear)
+            return None, InputError(field, "AuthSecretNotFound", str(e), may_clear=e.may_clear)
 
     def _owner(self, observed: Observed) -> dict[str, Any]:
         return {"apiVersion": f"{GROUP}/{VERSION}", "kind": KIND, "name": observed.name, "uid": observed.uid}

@@ -120,7 +120,7 @@ class FakeKube:
         self.calls.append(f"secret {name}")
         data = self.secrets.get((namespace, name))
         if data is None:
-            raise SecretProblem(f"Secret {name} not found in namespace {namespace}", may_appear=True)
+            raise SecretProblem(f"Secret {name} not found in namespace {namespace}", may_clear=True)
         if key not in data:
             raise SecretProblem(f"Secret {name} has no key {key!r}")
         return data[key]

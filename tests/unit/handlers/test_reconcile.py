@@ -20,6 +20,7 @@ from geneva_operator.api.job_contract import entrypoint, format_progress, format
 from geneva_operator.api.models import BackfillSpec, BackfillStatus  # noqa: E402
 from geneva_operator.handlers import backfill  # noqa: E402
 from geneva_operator.handlers.caches import IndexedClusters, TokenCache  # noqa: E402
+from geneva_operator.handlers.columns import backfill_columns  # noqa: E402
 from geneva_operator.kube import SecretProblem  # noqa: E402
 from geneva_operator.handlers.runtime import Runtime, _ray_cluster_ready, parse_status, status_patch  # noqa: E402
 from geneva_operator.rayjobs import LogFollower, RayJobError  # noqa: E402
@@ -51,7 +52,8 @@ class Harness:
         self.kube, self.fake = kube, fake
         self.body: dict[str, Any] = {
             "apiVersion": "geneva.lancedb.com/v1alpha1", "kind": "GenevaBackfill",
-            "metadata": {"name": NAME, "namespace": NS, "uid": UID, "generation": 1},
+            "metadata": {"name": NAME, "namespace": NS, "uid": UID, "generation": 1,
+                         "creationTimestamp": "2026-01-01T00:00:00Z"},
             "spec": spec_wire(**spec_over), "status": {},
         }
         self.events: list[tuple[str, str, str]] = []
@@ -63,9 +65,9 @@ class Harness:
         runtime.post_event = lambda body, type, reason, message: self.events.append((type, reason, message))
         return runtime
 
-    async def reconcile(self, persist: bool = True) -> dict[str, Any]:
+    async def reconcile(self, persist: bool = True, columns: Optional[dict] = None) -> dict[str, Any]:
         patch = kopf.Patch()
-        await backfill.reconcile(self.body, self.memo, patch, "test", IndexedClusters(self.kube.index()))
+        await backfill.reconcile(self.body, self.memo, patch, "test", IndexedClusters(self.kube.index()), columns)
         changes = dict(patch.get("status") or {})
         if persist:
             status = dict(self.body["status"])
@@ -232,6 +234,37 @@ def test_the_token_cache_keeps_successes_for_its_ttl_and_never_failures():
     asyncio.run(main())
 
 
+def columns_index(*bodies: dict[str, Any]) -> dict:
+    """What kopf's `backfill_columns` index holds for these resources."""
+    index: dict = {}
+    for b in bodies:
+        for key, claim in backfill_columns(meta=b["metadata"], spec=b["spec"], status=b["status"]).items():
+            index.setdefault(key, []).append(claim)
+    return index
+
+
+def test_a_second_backfill_of_the_same_column_waits_until_the_first_ends():
+    async def body(fake: FakeRay, url: str, session: aiohttp.ClientSession) -> None:
+        first, kube = harness(url, session, fake)
+        second = Harness(url, session, kube, fake)
+        second.body["metadata"].update(name="bf2", uid="11111111-2222", creationTimestamp="2026-01-01T00:05:00Z")
+        second.body["spec"]["udf"]["version"] = "2"
+
+        await first.reconcile(columns=columns_index(first.body, second.body))
+        assert first.status.phase == "Provisioning"
+        await second.reconcile(columns=columns_index(first.body, second.body))
+        assert second.status.phase == "Pending" and second.status.reason == "ColumnBusy"
+        assert f"GenevaBackfill {NS}/{NAME} is backfilling column 'out'" in second.status.message
+        assert kube.calls.count("create bf2-ray") == 0
+        assert ("Warning", "ColumnBusy") in {(t, r) for t, r, _ in second.events}
+
+        first.body["status"]["phase"] = "Succeeded"  # the first run ended
+        await second.reconcile(columns=columns_index(first.body, second.body))
+        assert second.status.phase == "Provisioning" and kube.calls.count("create bf2-ray") == 1
+
+    run(body)
+
+
 def test_a_body_older_than_our_last_status_patch_is_not_decided_on():
     """A timer holding the body from before the status the create handler just wrote (its watch
     event not in yet) must not repeat the create handler's transitions (events, metrics)."""
@@ -363,7 +396,7 @@ def test_log_news_is_not_consumed_by_a_skipped_reconcile():
 
         async def tick(persist: bool = True) -> None:
             patch = kopf.Patch()
-            await backfill.on_tick(body=h.body, memo=h.memo, patch=patch, ray_clusters=kube.index())
+            await backfill.on_tick(body=h.body, memo=h.memo, patch=patch, ray_clusters=kube.index(), backfill_columns={})
             if persist:  # as kopf would, once the watch event carrying the patch arrives
                 status = {**h.body["status"], **dict(patch.get("status") or {})}
                 h.body["status"] = {k: v for k, v in status.items() if v is not None}

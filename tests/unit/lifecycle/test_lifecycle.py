@@ -504,7 +504,7 @@ def test_existing_cluster_gone_under_our_job_fails():
     assert w.status.phase == "Failed" and w.status.reason == "ExistingClusterNotFound"
 
 
-MISSING_SECRET = InputError("spec.auth.tokenSecretRef", "AuthSecretNotFound", "Secret ray-token not found", may_appear=True)
+MISSING_SECRET = InputError("spec.auth.tokenSecretRef", "AuthSecretNotFound", "Secret ray-token not found", may_clear=True)
 
 
 def test_missing_secret_is_waited_for_and_no_cluster_created_meanwhile():
