@@ -4,7 +4,7 @@
 
 Wraps (in this process only, the engine's code is untouched) the driver's phases: reading the
 run marker, planning, the first connection to Ray, the task loop, each commit; and, inside the Ray
-workers, each fragment task's steps: opening the dataset, reading + calling the udf, writing the
+workers, each fragment's steps: opening the dataset, reading + calling the udf, writing the
 data file, writing the checkpoint record. Prints the phases of the best of --runs warm runs (Ray
 started and one warm-up run done beforehand, as in engine_bench).
 """
@@ -119,14 +119,23 @@ def profiled_compute_fragment(ctx, unit):
     ex._bench_steps = steps
     wall0 = time.time()
     s = time.perf_counter()
-    # in a worker, the module's compute_fragment is the engine's own (the swap happened in the driver)
-    orig = getattr(ex, "_orig_compute", None) or ex.compute_fragment
-    res = orig(ctx, unit)
+    res = ex._bench_orig_compute(ctx, unit)
     total = time.perf_counter() - s
     steps["read + rest (total - timed steps)"] = total - sum(steps.values())
     res._bench = {"steps": dict(steps), "total": total, "start_wall": wall0, "pid": os.getpid()}
     ex._bench_steps = None
     return res
+
+
+def profiled_compute_fragments(*args, **kwargs):
+    """Runs in a Ray worker: the engine's own task function (this process's copy of the module
+    was not swapped), with each fragment's compute_fragment timed."""
+    from geneva_operator.engine import execute as ex
+
+    if not hasattr(ex, "_bench_orig_compute"):
+        ex._bench_orig_compute = ex.compute_fragment
+        ex.compute_fragment = profiled_compute_fragment
+    yield from ex.compute_fragments(*args, **kwargs)
 
 
 def main() -> int:
@@ -155,9 +164,9 @@ def main() -> int:
             _wrap(runner, name)
     _wrap(commit.Committer, "flush", "commit (flush)")
     _wrap(commit.Committer, "ensure_column", "  ensure column (open latest / add)")
-    # worker-side: swap the task function run_units ships to Ray
-    execute._orig_compute = execute.compute_fragment
-    execute.compute_fragment = profiled_compute_fragment
+    # worker-side: swap the task function run_units ships to Ray (pickled by reference to this
+    # module, whose copy in the worker calls the worker's own, unswapped engine functions)
+    execute.compute_fragments = profiled_compute_fragments
     getattr(execute, "_REMOTE", {}).clear()  # the engine caches its remote function: make it wrap the swapped one
     arrivals: list[tuple[float, object]] = []
     orig_add = commit.Committer.add
@@ -200,20 +209,20 @@ def main() -> int:
     if tasks:
         n = len(tasks)
         busy = sum(t[1] for t in tasks)
-        print(f"\nworker tasks: {n}, sum of task time {busy:.3f}s over {len({t[3] for t in tasks})} workers "
-              f"(mean {busy / n * 1000:.1f} ms/task); task start..end relative to run start:")
+        print(f"\nfragments computed: {n}, sum of their time {busy:.3f}s over {len({t[3] for t in tasks})} workers "
+              f"(mean {busy / n * 1000:.1f} ms/fragment); start..end relative to run start:")
         for k, v in sorted(steps.items(), key=lambda kv: -kv[1]):
-            print(f"  {k:<34} {v:7.3f}s total  {v / n * 1000:7.1f} ms/task")
+            print(f"  {k:<34} {v:7.3f}s total  {v / n * 1000:7.1f} ms/fragment")
         first_start = min(t[0] for t in tasks)
         last_end = max(t[0] + t[1] for t in tasks)
-        print(f"  first task starts at {first_start:.3f}s, last task ends at {last_end:.3f}s, "
+        print(f"  first fragment starts at {first_start:.3f}s, last fragment ends at {last_end:.3f}s, "
               f"last result reaches the driver at {max(t[2] for t in tasks):.3f}s")
         gaps = []
         for pid in {t[3] for t in tasks}:
             mine = sorted((t[0], t[0] + t[1]) for t in tasks if t[3] == pid)
             gaps += [b[0] - a[1] for a, b in zip(mine, mine[1:])]
         if gaps:
-            print(f"  idle gap between consecutive tasks on a worker: mean {sum(gaps) / len(gaps) * 1000:.1f} ms, "
+            print(f"  idle gap between consecutive fragments on a worker: mean {sum(gaps) / len(gaps) * 1000:.1f} ms, "
                   f"max {max(gaps) * 1000:.1f} ms ({len(gaps)} gaps, {sum(gaps):.3f}s in all)")
         cap = (last_end - first_start) * args.cpus
         print(f"  worker utilisation between first start and last end: {busy / cap * 100:.0f}% of {args.cpus} CPUs")

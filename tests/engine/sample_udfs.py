@@ -86,3 +86,16 @@ class Counter:
 def vec3(x: pa.Array) -> pa.Array:
     vals = np.repeat(np.nan_to_num(x.to_numpy(zero_copy_only=False).astype(np.float32)), 3)
     return pa.FixedSizeListArray.from_arrays(pa.array(vals, pa.float32()), 3)
+
+
+class FailOnTagUntil:
+    """Batch udf over (x, frag): x * 2, logging like Logged, but raising on fragment `tag` until
+    the file `healed` exists: the same udf (same key) fails in one run and works in the next."""
+
+    def __init__(self, log: str, tag: int, healed: str):
+        self.logged, self.tag, self.healed = Logged(log), tag, healed
+
+    def __call__(self, x: pa.Array, frag: pa.Array) -> pa.Array:
+        if self.tag in frag.to_pylist() and not os.path.exists(self.healed):
+            raise RuntimeError(f"fragment {self.tag} is not ready")
+        return self.logged(x, frag)

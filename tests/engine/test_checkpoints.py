@@ -6,11 +6,12 @@ import threading
 import time
 
 import lance
+import numpy as np
 import pytest
 
 from conftest import make_tagged_table, spec_for
 from geneva_operator.engine import run_backfill
-from geneva_operator.engine.checkpoint import CheckpointStore
+from geneva_operator.engine.checkpoint import CheckpointStore, FragmentRecord, decode_state, encode_state, pack_mask
 from geneva_operator.engine.table import TableLocation
 
 pytestmark = pytest.mark.engine
@@ -136,3 +137,12 @@ def test_outputs_made_stale_by_another_writer_are_recomputed_and_their_files_del
     on_disk = set(os.listdir(f"{db}/t.lance/data"))
     assert on_disk <= referenced_files(f"{db}/t.lance"), on_disk - referenced_files(f"{db}/t.lance")
     assert files_under(ckpt_dir(db, "y")) == ["state.arrow"]
+
+
+@pytest.mark.parametrize("entries", [3, 1500])  # below and above the size from which the state is compressed
+def test_the_compact_state_reads_back_exactly_compressed_or_not(entries):
+    recs = [FragmentRecord(i, "key", f"100:in{i}.lance", 100, None, f"out{i}.lance", b"",
+                           pack_mask(np.arange(100) % (i + 2) == 0), run_id="run") for i in range(entries)]
+    got = decode_state(encode_state(recs))
+    assert [(r.fragment_id, r.output_file, r.done_mask().tolist()) for r in got.values()] == \
+           [(r.fragment_id, r.output_file, r.done_mask().tolist()) for r in recs]

@@ -66,6 +66,7 @@ RECORD_DIR = "_geneva"
 PENDING = "pending"
 STATE = "state.arrow"
 MAX_THREADS = 16  # concurrent requests to an object store
+COMPRESS_STATE_FROM = 1024  # entries
 
 
 NO_ROWS = b""  # the packed mask of no rows at all, the most common one, for free
@@ -135,7 +136,10 @@ def encode_state(entries: Iterable[FragmentRecord]) -> bytes:
         "file": [e.output_file for e in es], "done": [e.done for e in es], "run_id": [e.run_id for e in es],
     }, schema=_STATE_SCHEMA)
     sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, _STATE_SCHEMA, options=pa.ipc.IpcWriteOptions(compression="zstd")) as w:
+    # Compressing costs a millisecond even for a few entries, about as much as the rest of a
+    # small run's fold; it pays only for large states (readers take either).
+    compression = "zstd" if len(es) >= COMPRESS_STATE_FROM else None
+    with pa.ipc.new_stream(sink, _STATE_SCHEMA, options=pa.ipc.IpcWriteOptions(compression=compression)) as w:
         w.write_table(t)
     return sink.getvalue().to_pybytes()
 
