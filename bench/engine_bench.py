@@ -195,7 +195,7 @@ def run_geneva(jobs: list[tuple[str, Path]], warmup: Optional[Path], cpus: int, 
                logfile: Path) -> dict:
     """All jobs in one subprocess of the geneva venv: one Ray start, one warm-up."""
     py = ensure_geneva_venv()
-    # -P: no bench/ on sys.path, where bench/operator/ would shadow the standard library's operator
+    # -P: no bench/ on geneva's sys.path, so nothing of ours can shadow a module it imports
     cmd = [str(py), "-P", str(HERE / "peer_geneva.py"), "--column", OUT_COL, "--num-cpus", str(cpus),
            "--checkpoint-size", str(checkpoint_size)]
     for udf, db in jobs:

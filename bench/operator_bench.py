@@ -14,10 +14,10 @@ it measures
 * status lag: the instant a job turns SUCCEEDED in the job backend until the watch shows the
   backfill's status.phase Succeeded;
 * the operator's CPU seconds and RSS (from /proc) and its API requests, counted by a
-  reverse proxy the operator's kubeconfig points at (bench/operator/apiproxy.py), during the
+  reverse proxy the operator's kubeconfig points at (bench/opbench/apiproxy.py), during the
   active phase and during an idle window after every backfill finished.
 
-The Ray Job API behind every RayCluster is a stand-in (bench/operator/ray_standin.py): 200 real
+The Ray Job API behind every RayCluster is a stand-in (bench/opbench/ray_standin.py): 200 real
 Ray jobs need 200 drivers, which 2 cores cannot run. It answers like Ray 2.60's dashboard
 (token auth, the log tail websocket) and records the instant each job turns terminal.
 `--real-ray N` also runs N backfills against a real local Ray head (tests/localray.py) to show
@@ -45,8 +45,8 @@ for p in (REPO, REPO / "operator"):
     if str(p) not in sys.path:
         sys.path.insert(0, str(p))
 
-from bench.operator.procstat import Sampler, cpu_seconds, load_average, memory_mb  # noqa: E402
-from bench.operator.ray_standin import RayStandIn  # noqa: E402
+from bench.opbench.procstat import Sampler, cpu_seconds, load_average, memory_mb  # noqa: E402
+from bench.opbench.ray_standin import RayStandIn  # noqa: E402
 from tests.controlplane.harness import (  # noqa: E402
     HEAD_LABEL, ControlPlane, free_port, remove_state_dir, wait_for_liveness, wait_until,
 )
@@ -268,7 +268,7 @@ class Bench:
     def _start_proxy(self) -> None:
         pki = self.cp.root_pki if hasattr(self.cp, "root_pki") else self.cp.pki
         self.proxy_port = free_port()
-        cmd = [sys.executable, "-m", "bench.operator.apiproxy", "--listen-port", str(self.proxy_port),
+        cmd = [sys.executable, "-m", "bench.opbench.apiproxy", "--listen-port", str(self.proxy_port),
                "--upstream", f"https://127.0.0.1:{self.cp.ports['apiserver']}", "--ca", str(pki.ca_crt),
                "--cert", str(pki.crt("admin")), "--key", str(pki.key("admin"))]
         out = open(self.root / "apiproxy.log", "wb")
@@ -585,7 +585,7 @@ class Bench:
         print(f"== operator benchmark: {r.get('n_ours', '?')} GenevaBackfills; load average now {load_average()}; "
               f"{os.cpu_count()} cores (shared)")
         print(f"   code: {git_state()}")
-        print("   job backend: in-process stand-in of the Ray Job REST API (bench/operator/ray_standin.py), "
+        print("   job backend: in-process stand-in of the Ray Job REST API (bench/opbench/ray_standin.py), "
               "not real Ray: 200 drivers do not fit 2 cores")
         print(f"   jobs run {a.job_seconds:.0f}-{a.job_seconds + a.job_jitter:.0f}s; operator at default intervals "
               "(provisioning poll 5 s, running poll 10 s, 1 s tick)")

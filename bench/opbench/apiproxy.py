@@ -1,6 +1,6 @@
 """A counting reverse proxy between the operator and the kube-apiserver (loopback only).
 
-    python -m bench.operator.apiproxy --listen-port P --upstream https://127.0.0.1:6443 \
+    python -m bench.opbench.apiproxy --listen-port P --upstream https://127.0.0.1:6443 \
         --ca ca.crt --cert admin.crt --key admin.key
 
 The operator's kubeconfig points at http://127.0.0.1:P (no credentials); the proxy forwards
