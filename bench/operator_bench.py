@@ -95,7 +95,8 @@ def backfill(name: str) -> dict:
         "metadata": {"name": name, "namespace": NS},
         "spec": {
             "table": {"uri": "s3://bench/db", "name": "t"},
-            "column": "c",
+            # A column each: the operator runs one backfill at a time per column (ColumnBusy).
+            "column": "c_" + name.replace("-", "_"),
             "udf": {"function": "bench.udfs:trivial", "inputColumns": ["num"], "outputType": "int64"},
             # Small heads and no workers: 200 RayClusters' pods fit the kwok nodes.
             "cluster": {"head": {"cpu": "100m", "memory": "256Mi"},
@@ -549,8 +550,7 @@ class Bench:
             [sys.executable, "-m", "geneva_operator", "--standalone", f"--liveness=http://127.0.0.1:{liveness}/healthz"],
             cwd=self.root, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
         out.close()
-        wait_until("real-Ray operator", lambda: urllib.request.urlopen(
-            f"http://127.0.0.1:{liveness}/healthz", timeout=2).status == 200, 90, interval=0.5)
+        wait_for_liveness(self.real_operator, f"http://127.0.0.1:{liveness}/healthz", 90, interval=0.5)
         lags = []
         for i in range(count):
             name = f"real-{i}"

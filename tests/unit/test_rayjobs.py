@@ -24,6 +24,7 @@ from geneva_operator.rayjobs import (
     RayUnauthorized,
     RayUnavailable,
     SubmissionRejected,
+    new_session,
 )
 
 def run(test: Callable[[FakeRay, str], Awaitable[None]]) -> FakeRay:
@@ -170,3 +171,31 @@ def test_the_token_never_shows(caplog):
     run(body)
     assert errors and all(TOKEN not in f"{e!s} {e!r}" for e in errors)
     assert TOKEN not in caplog.text
+
+
+def test_job_requests_do_not_queue_behind_many_open_log_tails():
+    """Every running job's log tail holds a connection for the job's lifetime; a request
+    must not wait for one of them to end (aiohttp caps a session at 100 by default)."""
+    async def body(fake: FakeRay, url: str) -> None:
+        fake.jobs_end = asyncio.Event()
+        async with new_session() as session:
+            client = RayJobClient(url, token=TOKEN, session=session, timeout=5)
+            await client.submit_job(entrypoint="python -c pass", submission_id="job-a")
+            tails = [asyncio.ensure_future(LogFollower("job-a").follow(client)) for _ in range(120)]
+
+            async def all_open() -> None:
+                while fake.tails_open < 120:
+                    await asyncio.sleep(0.05)
+
+            try:
+                try:
+                    await asyncio.wait_for(all_open(), timeout=10)
+                except asyncio.TimeoutError:
+                    pytest.fail(f"only {fake.tails_open} of 120 log tails got a connection")
+                info = await asyncio.wait_for(client.get_job("job-a"), timeout=3)
+                assert info is not None and info.status == "PENDING"
+            finally:
+                fake.jobs_end.set()
+                await asyncio.wait_for(asyncio.gather(*tails, return_exceptions=True), timeout=10)
+
+    run(body)

@@ -6,10 +6,10 @@ import concurrent.futures
 import logging
 from typing import Any
 
-import aiohttp
 import kopf
 
 from .. import metrics
+from ..rayjobs import new_session
 from ..api.models import GROUP
 from ..kube import Kube, load_config
 from .backfill import SETTINGS
@@ -43,7 +43,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: logg
         concurrent.futures.ThreadPoolExecutor(max_workers=SETTINGS.api_threads, thread_name_prefix="kube-api")
     )
     api_client = await asyncio.to_thread(load_config)
-    memo.runtime = Runtime(SETTINGS, Kube(api_client), aiohttp.ClientSession())
+    memo.runtime = Runtime(SETTINGS, Kube(api_client), new_session())
     port = metrics.serve()
     logger.info("geneva-operator started; dashboard URL template %s; metrics on port %s",
                 SETTINGS.dashboard_url_template, port)

@@ -2,6 +2,7 @@
 and the Kubernetes calls of geneva_operator.kube (in-memory)."""
 from __future__ import annotations
 
+import asyncio
 import copy
 from typing import Any, Awaitable, Callable, Optional
 
@@ -18,6 +19,8 @@ class FakeRay:
         self.logs: dict[str, list[str]] = {}
         self.posts = 0
         self.hide_next_get = False  # simulate a racing submitter: GET misses, POST collides
+        self.tails_open = 0
+        self.jobs_end: Optional[asyncio.Event] = None  # set: tails stay open until it is set, as for running jobs
 
     def app(self) -> web.Application:
         @web.middleware
@@ -77,6 +80,12 @@ class FakeRay:
         await ws.prepare(request)
         for chunk in self.logs.get(sid, []):
             await ws.send_str(chunk)
+        self.tails_open += 1
+        try:
+            if self.jobs_end is not None:
+                await self.jobs_end.wait()
+        finally:
+            self.tails_open -= 1
         await ws.close()
         return ws
 
