@@ -36,7 +36,7 @@ from ..rayjobs import LogFollower, RayJobError, RayUnauthorized
 from ..settings import OperatorSettings
 from .caches import IndexedClusters
 from .columns import column_busy
-from .runtime import ClusterReader, Runtime, parse_spec, parse_status, status_patch
+from .runtime import ClusterReader, Runtime, parse_status, spec_of, status_patch
 
 logger = logging.getLogger(__name__)
 
@@ -75,7 +75,7 @@ async def reconcile(
             logger.debug("skipping a reconcile (%s) on a body older than the status we wrote", handler)
             return False
         try:
-            waiting = column_busy(body, columns) if columns is not None else None
+            waiting = column_busy(body, columns, memo) if columns is not None else None
             observed, token = await runtime.observe(body, memo, clusters=clusters, waiting=waiting)
             decision = lifecycle.decide(observed)
             decision = await runtime.execute(observed, decision, token, body)
@@ -122,13 +122,15 @@ def _interval(phase: Optional[str]) -> float:
     return SETTINGS.poll_interval_seconds if phase == Phase.Running.value else SETTINGS.provisioning_poll_seconds
 
 
-def _should_tick(spec: Mapping[str, Any], status: Mapping[str, Any], **_: Any) -> bool:
-    parsed, observed = parse_spec(spec)[0], parse_status(status)
+def _should_tick(spec: Mapping[str, Any], status: Mapping[str, Any], meta: Mapping[str, Any] = {},
+                 memo: Optional[kopf.Memo] = None, **_: Any) -> bool:
+    parsed, observed = spec_of(meta, spec, memo)[0], parse_status(status)
     return lifecycle.should_poll(parsed, observed) and not lifecycle.waiting_for_cleanup(parsed, observed)
 
 
-def _waiting_for_cleanup(spec: Mapping[str, Any], status: Mapping[str, Any], **_: Any) -> bool:
-    return lifecycle.waiting_for_cleanup(parse_spec(spec)[0], parse_status(status))
+def _waiting_for_cleanup(spec: Mapping[str, Any], status: Mapping[str, Any], meta: Mapping[str, Any] = {},
+                         memo: Optional[kopf.Memo] = None, **_: Any) -> bool:
+    return lifecycle.waiting_for_cleanup(spec_of(meta, spec, memo)[0], parse_status(status))
 
 
 def _job_submitted(status: Mapping[str, Any], **_: Any) -> bool:

@@ -14,7 +14,7 @@ from .. import lifecycle
 from ..api.models import GROUP, PLURAL, VERSION, BackfillSpec, Phase
 from ..columns import Claim, blocker, column_key
 from ..lifecycle import InputError
-from .runtime import parse_spec, parse_status
+from .runtime import parse_status, spec_of
 
 
 def claim(meta: Mapping[str, Any], spec: Optional[BackfillSpec], status: Mapping[str, Any]) -> Optional[Claim]:
@@ -28,17 +28,18 @@ def claim(meta: Mapping[str, Any], spec: Optional[BackfillSpec], status: Mapping
 
 
 @kopf.index(GROUP, VERSION, PLURAL)
-def backfill_columns(meta: kopf.Meta, spec: kopf.Spec, status: kopf.Status, **_: Any) -> dict[tuple[str, str, str], Claim]:
-    parsed = parse_spec(spec)[0]
+def backfill_columns(meta: kopf.Meta, spec: kopf.Spec, status: kopf.Status, memo: Any = None,
+                     **_: Any) -> dict[tuple[str, str, str], Claim]:
+    parsed = spec_of(meta, spec, memo)[0]
     mine = claim(meta, parsed, status)
     if mine is None or meta.get("deletionTimestamp"):
         return {}  # claims nothing (an empty result also drops an earlier claim)
     return {column_key(parsed.table.uri, parsed.table.name, parsed.column): mine}
 
 
-def column_busy(body: Mapping[str, Any], index: Mapping[tuple[str, str, str], Any]) -> Optional[InputError]:
+def column_busy(body: Mapping[str, Any], index: Mapping[tuple[str, str, str], Any], memo: Any = None) -> Optional[InputError]:
     """Why this backfill must wait before starting, or None."""
-    spec = parse_spec(body.get("spec") or {})[0]
+    spec = spec_of(body["metadata"], body.get("spec") or {}, memo)[0]
     me = claim(body["metadata"], spec, body.get("status") or {})
     if me is None or not me.waits:
         return None

@@ -52,6 +52,20 @@ def parse_spec(spec: Mapping[str, Any]) -> tuple[Optional[BackfillSpec], Optiona
         return None, InputError(where, "InvalidSpec", f"{first['msg']} ({e.error_count()} error(s))")
 
 
+def spec_of(meta: Mapping[str, Any], spec: Mapping[str, Any], memo: Any = None) -> tuple[Optional[BackfillSpec], Optional[InputError]]:
+    """parse_spec, remembered in the resource's kopf memo by (uid, generation): kopf asks the
+    timers' filters every second for every resource, the spec only changes with
+    metadata.generation, and validating it was a tenth of the operator's CPU at 200
+    backfills. The parsed spec is read-only."""
+    key = (meta.get("uid"), meta.get("generation"))
+    if memo is None or None in key:
+        return parse_spec(spec)
+    cached = memo.get("parsed_spec")
+    if cached is None or cached[0] != key:
+        cached = memo.parsed_spec = (key, parse_spec(spec))
+    return cached[1]
+
+
 def parse_status(status: Mapping[str, Any]) -> BackfillStatus:
     # Ignore keys the model does not know (another tool's, or kopf's own bookkeeping).
     known = {k: v for k, v in dict(status).items() if k in _STATUS_KEYS}
@@ -109,11 +123,11 @@ class Runtime:
 
     # -- observe
 
-    def _base(self, body: Mapping[str, Any], deleting: bool) -> Observed:
+    def _base(self, body: Mapping[str, Any], deleting: bool, memo: Any = None) -> Observed:
         """The facts in the resource itself (no API calls)."""
         meta = body["metadata"]
         name, namespace = meta["name"], meta["namespace"]
-        spec, input_error = parse_spec(body.get("spec") or {})
+        spec, input_error = spec_of(meta, body.get("spec") or {}, memo)
         existing = spec.existing_cluster if spec is not None else None
         cluster_name = existing.name if existing is not None else ray_cluster_name(name)
         return Observed(
@@ -137,7 +151,7 @@ class Runtime:
         """What `decide` needs (and only that: see lifecycle.needs), plus the Ray token.
         RayClusters are read from `clusters` (the operator's watch cache), else with a GET.
         `waiting`: what the handlers found this backfill must wait for (a busy column)."""
-        observed = self._base(body, deleting)
+        observed = self._base(body, deleting, memo)
         if waiting is not None and not deleting:
             observed = replace(observed, input_error=waiting)
         spec = observed.spec

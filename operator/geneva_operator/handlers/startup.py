@@ -33,9 +33,21 @@ def configure(settings: kopf.OperatorSettings) -> None:
     settings.watching.client_timeout = 330
 
 
+class QuietTimers(logging.Filter):
+    """Drops kopf's "Timer 'on_tick' succeeded." lines: one per active backfill per second,
+    four fifths of the log (and of its CPU) at 200 backfills, and they say nothing a status
+    does not. Failures and the other handlers' lines stay."""
+
+    NOISE = tuple(f"Timer '{name}' succeeded." for name in ("on_tick", "on_cleanup_tick"))
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (isinstance(record.msg, str) and record.msg in self.NOISE)
+
+
 @kopf.on.startup()
 async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: logging.Logger, **_: Any) -> None:
     configure(settings)
+    logging.getLogger("kopf.objects").addFilter(QuietTimers())
     # The Kubernetes client is synchronous and runs in the loop's default executor, which
     # holds min(32, cpus + 4) threads: 6 on a 2-CPU pod, and the operator benchmark saw a
     # burst of 200 backfills queue behind them. API calls wait on the network, not the CPU.

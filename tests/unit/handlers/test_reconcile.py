@@ -3,6 +3,7 @@ of Kubernetes and of Ray's Job API: the wiring the pure state machine tests cann
 from __future__ import annotations
 
 import asyncio
+import logging
 from datetime import datetime, timezone
 import sys
 from pathlib import Path
@@ -22,7 +23,7 @@ from geneva_operator.handlers import backfill  # noqa: E402
 from geneva_operator.handlers.caches import IndexedClusters, TokenCache  # noqa: E402
 from geneva_operator.handlers.columns import backfill_columns  # noqa: E402
 from geneva_operator.kube import SecretProblem  # noqa: E402
-from geneva_operator.handlers.runtime import Runtime, _ray_cluster_ready, parse_status, status_patch  # noqa: E402
+from geneva_operator.handlers.runtime import Runtime, _ray_cluster_ready, parse_status, spec_of, status_patch  # noqa: E402
 from geneva_operator.rayjobs import LogFollower, RayJobError  # noqa: E402
 from geneva_operator.settings import OperatorSettings  # noqa: E402
 
@@ -486,3 +487,28 @@ def test_the_progress_daemon_sees_the_log_tail_end_or_fail():
             await asyncio.wait_for(backfill._until_stopped(broken_tail(), _StopFlag()), timeout=5)
 
     asyncio.run(main())
+
+
+def test_a_spec_is_validated_once_per_generation():
+    """kopf's timer filters ask every second for every resource: the parsed spec is kept in
+    the resource's memo until metadata.generation moves (any spec change moves it)."""
+    memo = kopf.Memo()
+    meta = {"uid": UID, "generation": 1}
+    first, _ = spec_of(meta, spec_wire(), memo)
+    assert spec_of(meta, spec_wire(column="other"), memo)[0] is first  # same generation: same spec
+    second, _ = spec_of({"uid": UID, "generation": 2}, spec_wire(column="other"), memo)
+    assert second.column == "other"
+    assert spec_of(meta, spec_wire(column="x"))[0].column == "x"  # no memo: parsed every time
+
+
+def test_timer_success_lines_are_dropped_and_everything_else_kept():
+    from geneva_operator.handlers.startup import QuietTimers
+
+    def record(msg: str) -> logging.LogRecord:
+        return logging.LogRecord("kopf.objects", logging.INFO, __file__, 1, msg, None, None)
+
+    quiet = QuietTimers()
+    assert not quiet.filter(record("Timer 'on_tick' succeeded."))
+    assert not quiet.filter(record("Timer 'on_cleanup_tick' succeeded."))
+    assert quiet.filter(record("Handler 'reconcile-create' succeeded."))
+    assert quiet.filter(record("Timer 'on_tick' failed with an exception. Will retry."))
