@@ -41,13 +41,17 @@ class SecretProblem(Exception):
         self.may_clear = may_clear
 
 
-def load_config() -> client.ApiClient:
-    """In-cluster credentials when running in a pod, else $KUBECONFIG / ~/.kube/config."""
+def load_config(pool_size: int = 10) -> client.ApiClient:
+    """In-cluster credentials when running in a pod, else $KUBECONFIG / ~/.kube/config.
+    `pool_size`: HTTP connections kept, one per API thread (GENEVA_API_THREADS); with fewer,
+    urllib3 drops and reopens connections under load ("Connection pool is full")."""
     try:
         config.load_incluster_config()
     except ConfigException:
         config.load_kube_config()
-    return client.ApiClient()
+    cfg = client.Configuration.get_default_copy()
+    cfg.connection_pool_maxsize = pool_size
+    return client.ApiClient(cfg)
 
 
 def is_transient(e: BaseException) -> bool:

@@ -54,7 +54,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: logg
     asyncio.get_running_loop().set_default_executor(
         concurrent.futures.ThreadPoolExecutor(max_workers=SETTINGS.api_threads, thread_name_prefix="kube-api")
     )
-    api_client = await asyncio.to_thread(load_config)
+    api_client = await asyncio.to_thread(load_config, SETTINGS.api_threads)
     memo.runtime = Runtime(SETTINGS, Kube(api_client), new_session())
     port = metrics.serve()
     logger.info("geneva-operator started; dashboard URL template %s; metrics on port %s",
