@@ -588,38 +588,35 @@ class ControlPlane(Cluster):
                    lambda: self._https_get(f"https://{LOOPBACK}:{port}/readyz")[0] == 200)
 
     def _start_controller_manager(self) -> None:
-        kc = self._kubeconfig_path("controller-manager")
-        self.ports["controller_manager"] = port = free_port()
-        self._spawn("kube-controller-manager", [
-            str(self.bins.kube_controller_manager),
-            f"--kubeconfig={kc}", f"--authentication-kubeconfig={kc}", f"--authorization-kubeconfig={kc}",
-            f"--bind-address={LOOPBACK}", f"--secure-port={port}",
+        self._start_kube_component("controller-manager", self.bins.kube_controller_manager, [
             "--use-service-account-credentials=true",
             f"--root-ca-file={self.pki.ca_crt}",
             f"--service-account-private-key-file={self.pki.key('sa')}",
             f"--cluster-signing-cert-file={self.pki.ca_crt}",
             f"--cluster-signing-key-file={self.pki.key('ca')}",
             f"--service-cluster-ip-range={self.SERVICE_CIDR}",
-            "--leader-elect=false",
             "--controllers=*",  # incl. garbage-collector, namespace, serviceaccount(-token)
-            "--profiling=false",
-            "--v=1",
         ])
-        self._wait("kube-controller-manager", "/healthz",
-                   lambda: self._https_get(f"https://{LOOPBACK}:{port}/healthz", authenticated=False)[0] == 200)
 
     def _start_scheduler(self) -> None:
-        kc = self._kubeconfig_path("scheduler")
-        self.ports["scheduler"] = port = free_port()
-        self._spawn("kube-scheduler", [
-            str(self.bins.kube_scheduler),
+        self._start_kube_component("scheduler", self.bins.kube_scheduler, [])
+
+    def _start_kube_component(self, user: str, binary: Path, flags: list[str]) -> None:
+        """kube-<user> on loopback with its own kubeconfig for API access and delegated authn/z,
+        no leader election, until its /healthz answers."""
+        kc = self._kubeconfig_path(user)
+        self.ports[user.replace("-", "_")] = port = free_port()
+        name = f"kube-{user}"
+        self._spawn(name, [
+            str(binary),
             f"--kubeconfig={kc}", f"--authentication-kubeconfig={kc}", f"--authorization-kubeconfig={kc}",
             f"--bind-address={LOOPBACK}", f"--secure-port={port}",
+            *flags,
             "--leader-elect=false",
             "--profiling=false",
             "--v=1",
         ])
-        self._wait("kube-scheduler", "/healthz",
+        self._wait(name, "/healthz",
                    lambda: self._https_get(f"https://{LOOPBACK}:{port}/healthz", authenticated=False)[0] == 200)
 
     def _install_kuberay_crds(self) -> None:

@@ -76,26 +76,7 @@ class PKI:
             return
         key = ec.generate_private_key(ec.SECP256R1())
         name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "geneva-test-ca")])
-        now = _now()
-        cert = (
-            x509.CertificateBuilder()
-            .subject_name(name)
-            .issuer_name(name)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - _dt.timedelta(minutes=5))
-            .not_valid_after(now + _dt.timedelta(days=VALID_DAYS))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .add_extension(
-                x509.KeyUsage(
-                    digital_signature=True, key_cert_sign=True, crl_sign=True,
-                    content_commitment=False, key_encipherment=False, data_encipherment=False,
-                    key_agreement=False, encipher_only=False, decipher_only=False,
-                ),
-                critical=True,
-            )
-            .sign(key, hashes.SHA256())
-        )
+        cert = _certificate(name, name, key.public_key(), ca=True).sign(key, hashes.SHA256())
         self._write_key(self.key("ca"), key)
         self.ca_crt.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
 
@@ -115,26 +96,8 @@ class PKI:
             usages.append(ExtendedKeyUsageOID.SERVER_AUTH)
         if spec.client:
             usages.append(ExtendedKeyUsageOID.CLIENT_AUTH)
-        now = _now()
-        builder = (
-            x509.CertificateBuilder()
-            .subject_name(x509.Name(attrs))
-            .issuer_name(ca_cert.subject)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - _dt.timedelta(minutes=5))
-            .not_valid_after(now + _dt.timedelta(days=VALID_DAYS))
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(
-                x509.KeyUsage(
-                    digital_signature=True, key_encipherment=False, key_cert_sign=False,
-                    crl_sign=False, content_commitment=False, data_encipherment=False,
-                    key_agreement=False, encipher_only=False, decipher_only=False,
-                ),
-                critical=True,
-            )
-            .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
-        )
+        builder = _certificate(x509.Name(attrs), ca_cert.subject, key.public_key(), ca=False).add_extension(
+            x509.ExtendedKeyUsage(usages), critical=False)
         sans: list[x509.GeneralName] = [x509.DNSName(d) for d in spec.dns_names]
         sans += [x509.IPAddress(ipaddress.ip_address(i)) for i in spec.ip_addresses]
         if sans:
@@ -206,6 +169,31 @@ class PKI:
 
 def _now() -> _dt.datetime:
     return _dt.datetime.now(_dt.timezone.utc)
+
+
+def _certificate(subject: x509.Name, issuer: x509.Name, public_key, ca: bool) -> x509.CertificateBuilder:
+    """What the CA and every leaf share: validity (from 5 minutes ago, to tolerate clock skew
+    between components), serial, basic constraints, and key usage (the CA signs certificates;
+    a leaf only signs handshakes)."""
+    now = _now()
+    return (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer)
+        .public_key(public_key)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - _dt.timedelta(minutes=5))
+        .not_valid_after(now + _dt.timedelta(days=VALID_DAYS))
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True, key_cert_sign=ca, crl_sign=ca,
+                content_commitment=False, key_encipherment=False, data_encipherment=False,
+                key_agreement=False, encipher_only=False, decipher_only=False,
+            ),
+            critical=True,
+        )
+    )
 
 
 def _run(cmd: list[str]) -> None:
