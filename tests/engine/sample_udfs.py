@@ -99,3 +99,39 @@ class FailOnTagUntil:
         if self.tag in frag.to_pylist() and not os.path.exists(self.healed):
             raise RuntimeError(f"fragment {self.tag} is not ready")
         return self.logged(x, frag)
+
+
+# Every output type the README lists, as (spec outputType, value of row `id`); None every 7th
+# row, since a null output still counts as computed.
+TYPED = {
+    "int64": ("int64", lambda i: i * 2),
+    "list": ("list<float32>", lambda i: [float(i)] * (i % 4)),  # empty lists too
+    "fixed_size_list": ("fixed_size_list<float32>[3]", lambda i: [float(i), i + 0.5, -float(i)]),
+    "struct": ("struct<a: int64, b: string>", lambda i: {"a": i, "b": f"s{i}"}),
+    "timestamp": ("timestamp[us, UTC]", lambda i: i * 1_000_003),
+    "binary": ("binary", lambda i: str(i).encode() * (i % 3)),
+}
+
+
+def typed_value(kind: str, i: int):
+    return None if i % 7 == 0 else TYPED[kind][1](i)
+
+
+class Typed:
+    """Batch udf over `id`: typed_value(kind, id), appending every id it is called on to `log`
+    (raw int64s), and raising for ids in [fail_from, fail_to) until the file `healed` exists."""
+
+    def __init__(self, kind: str, log: str, fail_from: int = -1, fail_to: int = -1, healed: str = ""):
+        from geneva_operator.engine.types import to_pyarrow
+
+        self.kind, self.log, self.type = kind, log, to_pyarrow(TYPED[kind][0])
+        self.fail, self.healed = (fail_from, fail_to), healed
+
+    def __call__(self, ids: pa.Array) -> pa.Array:
+        values = ids.to_pylist()
+        lo, hi = self.fail
+        if any(lo <= i < hi for i in values) and not os.path.exists(self.healed):
+            raise RuntimeError(f"ids {lo}..{hi} are not ready")
+        with open(self.log, "ab") as f:  # one O_APPEND write per call: whole even with two workers
+            f.write(np.asarray(values, dtype="<i8").tobytes())
+        return pa.array([typed_value(self.kind, i) for i in values], self.type)

@@ -24,7 +24,7 @@ from lance.schema import LanceSchema
 
 from .errors import SpecError, StorageError
 from .execute import FragmentResult
-from .table import TableLocation, field_file, input_signature
+from .table import TableLocation, column_ids, field_file, input_signature
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +84,9 @@ class Committer:
                 log.info("commit conflict (attempt %d), rebasing on the newest version: %s", attempt + 1, e)
                 time.sleep(min(2.0, 0.05 * 2**attempt))
                 continue
+            except OSError as e:  # a refusal of ours (a broken invariant) or of the storage: no raw traceback
+                raise StorageError("table.uri", f"committing fragments {[r.fragment_id for r in group]} to "
+                                                f"{self.location.uri} failed: {str(e).splitlines()[0][:500]}") from None
             self.version, self.dataset = new.version, new
             self.commits += 1
             self.on_commit(new.version, group)
@@ -177,14 +180,13 @@ class Committer:
         raise StorageError("table.uri", f"could not add column {self.column!r} to {self.location.uri}")
 
     def _still_valid(self, ds: lance.LanceDataset, group: list[FragmentResult]):
-        column = ds.lance_schema.field(self.column)
-        out_id = column.id() if column is not None else None
-        in_ids = [ds.lance_schema.field(c).id() for c in self.input_columns if c in ds.schema.names]
+        out_ids = column_ids(ds.lance_schema, self.column) if self.column in ds.schema.names else None
+        in_ids = [column_ids(ds.lance_schema, c) for c in self.input_columns if c in ds.schema.names]
         ok, stale = [], []
         for r in group:
             frag = ds.get_fragment(r.fragment_id)
             meta = frag.metadata if frag is not None else None
-            current = field_file(meta, out_id) if meta is not None and out_id is not None else None
+            current = field_file(meta, out_ids) if meta is not None and out_ids is not None else None
             if (meta is not None and len(in_ids) == len(self.input_columns)
                     and input_signature(meta, in_ids) == r.input_signature
                     and current == r.base_file):

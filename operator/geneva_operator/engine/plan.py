@@ -21,7 +21,7 @@ import pyarrow as pa
 from ..api.models import BackfillSpec, Mode
 from .checkpoint import NO_ROWS, PENDING, CheckpointStore, FragmentRecord, pack_mask
 from .errors import SpecError
-from .table import TableLocation, field_file, input_signature
+from .table import TableLocation, column_ids, field_file, input_signature
 from .types import to_pyarrow
 from .udf import udf_key
 
@@ -127,8 +127,8 @@ def plan(spec: BackfillSpec, loc: TableLocation, ds: lance.LanceDataset, *, run_
     output_type, exists = check_columns(spec, ds)
     check_where(spec, ds)
     key = udf_key(spec.udf, spec.column)
-    out_id = ds.lance_schema.field(spec.column).id() if exists else None
-    in_ids = [ds.lance_schema.field(c).id() for c in spec.udf.input_columns]
+    out_ids = column_ids(ds.lance_schema, spec.column) if exists else None
+    in_ids = [column_ids(ds.lance_schema, c) for c in spec.udf.input_columns]
     mode_all = Mode(spec.mode) == Mode.All
     ckpt = checkpoints if checkpoints is not None else load_checkpoints(loc, spec.column)
     records = ckpt.by_fragment
@@ -137,7 +137,7 @@ def plan(spec: BackfillSpec, loc: TableLocation, ds: lance.LanceDataset, *, run_
         meta = frag.metadata
         n = meta.physical_rows
         selected = _selected(frag, spec.where)
-        current = field_file(meta, out_id) if exists else None
+        current = field_file(meta, out_ids) if exists else None
         sig = input_signature(meta, in_ids)
         rec, entry = records.get(frag.fragment_id), ckpt.state.get(frag.fragment_id)
 
@@ -206,8 +206,8 @@ def fold(loc: TableLocation, column: str, *, known: Optional[dict[str, FragmentR
     ds = dataset if dataset is not None else loc.open()
     current: dict[int, Optional[str]] = {}
     if column in ds.schema.names:
-        out_id = ds.lance_schema.field(column).id()
-        current = {f.fragment_id: field_file(f.metadata, out_id) for f in ds.get_fragments()}
+        out_ids = column_ids(ds.lance_schema, column)
+        current = {f.fragment_id: field_file(f.metadata, out_ids) for f in ds.get_fragments()}
     # Entries for fragments gone (compacted, deleted) or rewritten since are dropped: they
     # could never match again, since data file names are never reused.
     entries = {fid: e for fid, e in state.items() if e.output_file and current.get(fid) == e.output_file}

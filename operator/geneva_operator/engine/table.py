@@ -52,22 +52,35 @@ def _first_line(text: str) -> str:
     return text.strip().splitlines()[0][:500] if text.strip() else text
 
 
-def field_file(fragment_metadata, field_id: int) -> Optional[str]:
-    """Path of the data file holding a field in a fragment (None: the field has no file yet,
-    i.e. it is all null in this fragment)."""
-    return _field_file(fragment_metadata.files, field_id)
+def column_ids(lance_schema, name: str) -> frozenset[int]:
+    """Every field id of a column: its own and all its children's. Lance lists a nested
+    column's leaf ids in DataFile.fields (a list<float32> column's `item`, a struct's
+    members), never the column's own id, so a file is found by any of them."""
+    ids, todo = set(), [lance_schema.field(name)]
+    while todo:
+        f = todo.pop()
+        ids.add(f.id())
+        todo += f.children()
+    return frozenset(ids)
 
 
-def _field_file(files, field_id: int) -> Optional[str]:
-    for f in files:
-        if field_id in f.fields:
-            return f.path
-    return None
+def field_file(fragment_metadata, ids: frozenset[int]) -> Optional[str]:
+    """Path of the data file holding a column (its column_ids) in a fragment (None: the
+    column has no file yet, i.e. it is all null in this fragment)."""
+    return _field_file(fragment_metadata.files, ids)
 
 
-def input_signature(fragment_metadata, field_ids: list[int]) -> str:
-    """What the inputs of a fragment are made of. Any rewrite of an input column (an update,
-    another backfill of it) changes a file path, which invalidates records and checkpoints."""
+def _field_file(files, ids: frozenset[int]) -> Optional[str]:
+    # A column normally lives in one file; one split over several (a struct member added
+    # later) is named by all of them, so that a rewrite of any part changes the name.
+    paths = sorted(f.path for f in files if not ids.isdisjoint(f.fields))
+    return "+".join(paths) if paths else None
+
+
+def input_signature(fragment_metadata, columns: list[frozenset[int]]) -> str:
+    """What the inputs of a fragment are made of (`columns`: each input's column_ids). Any
+    rewrite of an input column (an update, another backfill of it) changes a file path,
+    which invalidates records and checkpoints."""
     files = fragment_metadata.files  # built anew on every access: read it once
-    paths = sorted({_field_file(files, fid) or "-" for fid in field_ids})
+    paths = sorted({_field_file(files, ids) or "-" for ids in columns})
     return f"{fragment_metadata.physical_rows}:" + ",".join(paths)
