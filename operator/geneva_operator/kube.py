@@ -9,7 +9,7 @@ written by kopf (handler `patch`), and Events by `kopf.event`, so this module ne
 the GenevaBackfill itself.
 
 Permissions used here: rayclusters.ray.io get/create/patch/delete (list/watch: the index in
-handlers/caches.py); secrets get.
+handlers/caches.py); pods list (watch: the Ray pod index); secrets get.
 """
 from __future__ import annotations
 
@@ -117,6 +117,13 @@ class Kube:
             if e.status == 404:
                 return False
             raise
+
+    # -- Ray pods (without the operator's index: tests, one-off reads)
+
+    async def ray_pods(self, namespace: str, cluster: str) -> list[dict[str, Any]]:
+        """The pods KubeRay made for RayCluster `cluster`, as plain dicts (camelCase)."""
+        pods = await asyncio.to_thread(self._core.list_namespaced_pod, namespace, label_selector=f"ray.io/cluster={cluster}")
+        return [self._core.api_client.sanitize_for_serialization(p) for p in pods.items]
 
     # -- Secrets
 

@@ -32,7 +32,9 @@ from datetime import datetime, timedelta, timezone
 from enum import Enum
 from typing import Any, Optional, Union
 
+from .api.job_contract import missing_engine_module
 from .api.models import BackfillSpec, BackfillStatus, CleanupPolicy, Condition, Phase, Progress
+from .cluster.pods import POD_PROBLEM_REASONS, PodProblem
 
 # ---------------------------------------------------------------- vocabulary
 
@@ -49,6 +51,7 @@ CONDITION_TYPES = (CLUSTER_READY, JOB_SUBMITTED, PROGRESSING, COMPLETE, FAILED, 
 CLUSTER_DELETED = "Deleted"  # ClusterReady: our cluster is gone (cleanup, suspend)
 SUSPENDING = "Suspending"  # Suspended: stopping the job / deleting the cluster in progress
 SUSPENDED_IDLE = "Suspended"  # Suspended: nothing left running; no polling needed
+ENGINE_NOT_IN_IMAGE = "EngineNotInImage"  # Failed: the job could not import the engine (no retry)
 
 ACTIVE_PHASES = frozenset({Phase.Pending.value, Phase.Provisioning.value, Phase.Running.value})
 FINISHED_PHASES = frozenset({Phase.Succeeded.value, Phase.Failed.value})
@@ -86,6 +89,10 @@ class ClusterView:
     message: str = ""  # why it is not ready (KubeRay conditions), for humans
     patch: Optional[dict[str, Any]] = None  # in-place patch converging an owned cluster to the spec
     recreate: tuple[str, ...] = ()  # changed fields an in-place patch cannot apply
+    image: Optional[str] = None  # of its head pod: the image the job runs in
+    # Why its pods cannot start (cluster/pods.py); before a job is submitted it keeps the
+    # cluster from counting as ready: a head without workers would take the job and hang.
+    pod_problem: Optional[PodProblem] = None
 
 
 @dataclass(frozen=True)
@@ -127,6 +134,7 @@ class Observed:
     cluster: Optional[ClusterView] = None  # None: not observed (see `needs`)
     job: Optional[JobView] = None  # the job named by status.jobId, if observed
     input_error: Optional[InputError] = None
+    default_image: Optional[str] = None  # the operator's, for spec.cluster.image unset
 
 
 @dataclass(frozen=True)
@@ -559,6 +567,10 @@ def _deadline_exceeded(s: _Step) -> Optional[Decision]:
         return s.fail("DeadlineExceeded", f"spec.activeDeadlineSeconds: run exceeded {spec.active_deadline_seconds}s")
     if st.phase in (Phase.Pending.value, Phase.Provisioning.value) and elapsed > spec.startup_deadline_seconds:
         waiting = condition(st, CLUSTER_READY)
+        if waiting is not None and waiting.reason in POD_PROBLEM_REASONS:
+            # The pods' own reason is the failure's: it says what to fix.
+            return s.fail(waiting.reason, f"spec.startupDeadlineSeconds: not running after "
+                          f"{spec.startup_deadline_seconds}s: {waiting.message}")
         detail = f" (ClusterReady: {waiting.reason} {waiting.message})".rstrip() if waiting else ""
         return s.fail(
             "StartupDeadlineExceeded",
@@ -606,10 +618,15 @@ def _cluster_step(s: _Step) -> bool:
         return False
     if s.owned and cluster.patch:
         s.act(PatchCluster(name, cluster.patch))
-    if not cluster.ready:
-        s.cond(CLUSTER_READY, "False", "NotReady", cluster.message or f"waiting for RayCluster {name}")
+    stuck = cluster.pod_problem if not st.job_id else None
+    if stuck is not None and stuck.permanent:
+        s.fail(stuck.reason, f"RayCluster {name}: {stuck.message}")
+        return False
+    if not cluster.ready or stuck is not None:
+        reason, why = (stuck.reason, stuck.message) if stuck else ("NotReady", cluster.message)
+        s.cond(CLUSTER_READY, "False", reason, why or f"waiting for RayCluster {name}")
         if st.phase != Phase.Running.value:
-            s.phase(Phase.Provisioning, "WaitingForCluster", f"waiting for RayCluster {name}")
+            s.phase(Phase.Provisioning, "WaitingForCluster", f"waiting for RayCluster {name}" + (f": {why}" if stuck else ""))
         return False
     pending_change = f"; changes to {', '.join(cluster.recreate)} apply to the next run" if s.owned and cluster.recreate else ""
     s.cond(CLUSTER_READY, "True", "Ready", f"RayCluster {name} is ready{pending_change}")
@@ -653,6 +670,11 @@ def _job_step(s: _Step) -> Decision:
             return s.decision()
         if job.state == JobState.SUCCEEDED:
             return s.succeed(job)
+        missing = None
+        if job.state == JobState.FAILED:
+            missing = missing_engine_module(job.log_tail) or missing_engine_module(job.message)
+        if missing:  # every retry would fail alike
+            return s.fail(ENGINE_NOT_IN_IMAGE, _engine_not_in_image(s, missing), job.log_tail)
         reason = {JobState.FAILED: "JobFailed", JobState.STOPPED: "JobStopped"}.get(job.state, "JobLost")
         message = job.message or (f"job {st.job_id} not found on RayCluster {s.o.cluster_name}" if reason == "JobLost" else "")
         if not _attempt_failed(s, reason, message, job.log_tail):
@@ -676,6 +698,21 @@ def _job_step(s: _Step) -> Decision:
     if st.phase != Phase.Running.value:
         s.phase(Phase.Provisioning, "JobSubmitted", f"job {sid} is starting")
     return s.decision()
+
+
+def _engine_not_in_image(s: _Step, missing: str) -> str:
+    cluster = s.o.cluster
+    image = (cluster.image if cluster is not None else None) or "?"
+    fix = "install geneva-operator[engine] into it (see the Dockerfile's ray-worker target)"
+    if not s.owned:
+        return (f"spec.existingCluster.name: RayCluster {s.o.cluster_name} runs image {image}, which lacks the backfill "
+                f"engine ({missing}): {fix}")
+    if s.spec.cluster.image is None:
+        return (f"spec.cluster.image: the operator's default Ray image {image} lacks the backfill engine ({missing}): "
+                f"point the operator's rayImage (GENEVA_DEFAULT_RAY_IMAGE) at the geneva ray-worker image, or {fix}")
+    default = f" ({s.o.default_image})" if s.o.default_image else ""
+    return (f"spec.cluster.image: image {image} lacks the backfill engine ({missing}): unset spec.cluster.image to use "
+            f"the geneva ray-worker image{default}, or {fix}")
 
 
 def _attempt_failed(s: _Step, reason: str, message: str, log_tail: Optional[str]) -> bool:

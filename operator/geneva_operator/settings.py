@@ -12,9 +12,14 @@ from typing import Annotated, Optional
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from . import __version__
+
 # KubeRay names the head Service `<raycluster>-head-svc`; 8265 is the dashboard and job API.
 DEFAULT_DASHBOARD_URL_TEMPLATE = "http://{cluster}-head-svc.{namespace}.svc:8265"
 DASHBOARD_URL_PLACEHOLDERS = ("cluster", "namespace")
+# The Dockerfile's ray-worker target at the operator's own version (the chart's appVersion):
+# Ray plus the engine that speaks this operator's job contract (api/job_contract.py).
+DEFAULT_RAY_IMAGE = f"ghcr.io/lancedb/geneva-ray-worker:{__version__}"
 
 
 def check_dashboard_url_template(template: str) -> str:
@@ -34,6 +39,12 @@ def check_dashboard_url_template(template: str) -> str:
 class ClusterSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="GENEVA_", extra="ignore")
 
+    default_ray_image: str = Field(
+        default=DEFAULT_RAY_IMAGE,
+        min_length=1,
+        description="Image of the Ray pods of backfills whose spec.cluster.image is unset; it must hold the "
+        "engine (geneva-operator[engine]). The chart sets it from rayImage.",
+    )
     ray_token_secret: Optional[str] = Field(
         default=None,
         description="Secret (in the backfill's namespace) holding the Ray auth token for backfills whose spec names "

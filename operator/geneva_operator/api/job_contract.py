@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from typing import Any, Optional
 
 from .models import BackfillSpec
@@ -17,6 +18,22 @@ from .models import BackfillSpec
 ENTRYPOINT_MODULE = "geneva_operator.engine.job"
 PROGRESS_PREFIX = "GENEVA_PROGRESS "
 RESULT_PREFIX = "GENEVA_RESULT "
+
+# Top-level modules the job imports before it reaches the user's code (the engine and its
+# dependencies, see pyproject's `engine` extra). One of them missing or too old means the
+# image lacks the engine: every retry would fail the same way.
+ENGINE_MODULES = frozenset({"geneva_operator", "pydantic", "pydantic_core", "yaml", "lance", "lancedb", "pyarrow", "numpy"})
+# What Python itself prints, line-anchored so that the engine's own one-line report of a
+# UDF module that cannot be imported ("error: spec.udf.function: cannot import module ...:
+# No module named ...") never matches. `python -m` of a missing package prints
+#   /usr/bin/python: Error while finding module specification for 'geneva_operator.engine.job'
+#   (ModuleNotFoundError: No module named 'geneva_operator')
+# on one line; a missing dependency ends a traceback with the bare exception line.
+_MISSING_MODULE = re.compile(
+    r"^(?:.*Error while finding module specification for '[\w.]+' \()?ModuleNotFoundError: No module named '([\w.]+)'",
+    re.M,
+)
+_STALE_MODULE = re.compile(r"^ImportError: (cannot import name '\w+' from '([\w.]+)')", re.M)
 
 
 def encode_spec(spec: BackfillSpec) -> str:
@@ -67,3 +84,15 @@ def last_progress(log_text: str) -> Optional[dict[str, Any]]:
 
 def parse_progress_line(line: str) -> Optional[dict[str, Any]]:
     return _parse(PROGRESS_PREFIX, line) or _parse(RESULT_PREFIX, line)
+
+
+def missing_engine_module(log_text: Optional[str]) -> Optional[str]:
+    """Python's own words for an engine module the job could not import ("No module named
+    'lancedb'", "cannot import name 'X' from 'lance'"), or None when the log shows none."""
+    for match in _MISSING_MODULE.finditer(log_text or ""):
+        if match.group(1).split(".")[0] in ENGINE_MODULES:
+            return f"No module named '{match.group(1)}'"
+    for match in _STALE_MODULE.finditer(log_text or ""):
+        if match.group(2).split(".")[0] in ENGINE_MODULES:
+            return match.group(1)
+    return None

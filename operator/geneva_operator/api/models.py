@@ -316,7 +316,16 @@ class ClusterSpec(_Model):
     """A RayCluster the operator creates for this backfill, owned by it."""
 
     ray_version: str = Field(default="2.60.0", description="Ray version of the image (KubeRay's rayVersion).")
-    image: str = Field(default="rayproject/ray:2.60.0-py311", description="Image of the head and worker pods; must hold the UDF's module.")
+    # No default here: the operator fills in its own (settings.py), so that an air-gapped
+    # install points every backfill at its registry with one chart value, and an operator
+    # upgrade brings the engine image that speaks its job contract.
+    image: Optional[str] = Field(
+        default=None,
+        min_length=1,
+        description="Image of the head and worker pods; must hold the backfill engine (geneva-operator[engine]) "
+        "and the UDF's module. Unset: the operator's default Ray image (chart value rayImage, "
+        "GENEVA_DEFAULT_RAY_IMAGE), ghcr.io/lancedb/geneva-ray-worker at the operator's version.",
+    )
     image_pull_policy: Optional[str] = Field(
         default=None, pattern=r"^(Always|IfNotPresent|Never)$", description="Always, IfNotPresent or Never."
     )

@@ -7,7 +7,7 @@ from .names import (
     label_value,
     ray_cluster_name,
 )
-from .raycluster import build_ray_cluster, token_secret_ref
+from .raycluster import build_ray_cluster, ray_image, token_secret_ref
 from .update import in_place_patch, needs_recreate, spec_hash
 
 __all__ = [
@@ -20,6 +20,7 @@ __all__ = [
     "label_value",
     "needs_recreate",
     "ray_cluster_name",
+    "ray_image",
     "spec_hash",
     "token_secret_ref",
 ]

@@ -70,13 +70,19 @@ def _resources(cpu: str, memory: str, gpu: int = 0) -> dict[str, Any]:
     return {"requests": dict(amounts), "limits": dict(amounts)}
 
 
+def ray_image(cluster: ClusterSpec, settings: ClusterSettings) -> str:
+    """The image of every Ray container: the spec's, else the operator's default."""
+    return cluster.image or settings.default_ray_image
+
+
 def _container(
-    name: str, cluster: ClusterSpec, resources: dict[str, Any], auth_env: list[dict[str, Any]], ports: Optional[list] = None
+    name: str, cluster: ClusterSpec, image: str, resources: dict[str, Any], auth_env: list[dict[str, Any]],
+    ports: Optional[list] = None,
 ) -> dict[str, Any]:
     # The spec's auth wins over an env entry of the same name (the API server would warn about
     # the duplicate and the last one would win anyway).
     user_env = [copy.deepcopy(e) for e in cluster.env if e.get("name") not in _MANAGED_ENV or not auth_env]
-    container: dict[str, Any] = {"name": name, "image": cluster.image, "resources": resources}
+    container: dict[str, Any] = {"name": name, "image": image, "resources": resources}
     if cluster.image_pull_policy:
         container["imagePullPolicy"] = cluster.image_pull_policy
     if ports:
@@ -123,8 +129,8 @@ def _pod_template(
     return {"metadata": metadata, "spec": pod_spec}
 
 
-def _head_group(cluster: ClusterSpec, labels: dict[str, str], auth_env: list) -> dict[str, Any]:
-    container = _container("ray-head", cluster, _resources(cluster.head.cpu, cluster.head.memory), auth_env, HEAD_PORTS)
+def _head_group(cluster: ClusterSpec, image: str, labels: dict[str, str], auth_env: list) -> dict[str, Any]:
+    container = _container("ray-head", cluster, image, _resources(cluster.head.cpu, cluster.head.memory), auth_env, HEAD_PORTS)
     return {
         # The head runs the driver and the dashboard, never UDF tasks: num-cpus 0 keeps them off it.
         "rayStartParams": {**cluster.head.ray_start_params, "num-cpus": "0", "dashboard-host": "0.0.0.0"},
@@ -136,7 +142,8 @@ def _worker_group(
     cluster: ClusterSpec, group: WorkerGroup, labels: dict[str, str], auth_env: list, settings: ClusterSettings
 ) -> dict[str, Any]:
     gpu = group.type == WorkerType.gpu.value
-    container = _container("ray-worker", cluster, _resources(group.cpu, group.memory, group.gpu if gpu else 0), auth_env)
+    resources = _resources(group.cpu, group.memory, group.gpu if gpu else 0)
+    container = _container("ray-worker", cluster, ray_image(cluster, settings), resources, auth_env)
     start_params = dict(group.ray_start_params)
     if gpu:
         start_params["num-gpus"] = str(group.gpu)
@@ -190,7 +197,7 @@ def build_ray_cluster(
     ray_spec: dict[str, Any] = {
         "rayVersion": cluster.ray_version,
         "enableInTreeAutoscaling": cluster.autoscaling.enabled,
-        "headGroupSpec": _head_group(cluster, labels, auth_env),
+        "headGroupSpec": _head_group(cluster, ray_image(cluster, settings), labels, auth_env),
         "workerGroupSpecs": [_worker_group(cluster, g, labels, auth_env, settings) for g in cluster.worker_groups],
     }
     if cluster.autoscaling.enabled:

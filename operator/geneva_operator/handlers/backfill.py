@@ -12,8 +12,8 @@
 * on.delete (kopf's finalizer `geneva.lancedb.com/finalizer`): stop the job, delete the
   cluster we created, and hold the finalizer until that cluster is gone.
 
-RayClusters are read from the `ray_clusters` index (caches.py), which kopf hands every
-handler: a reconcile's only API request is then the status patch, if anything changed. The
+RayClusters and their pods are read from the `ray_clusters` and `ray_pods` indexes
+(caches.py), which kopf hands every handler: a reconcile's only API request is then the status patch, if anything changed. The
 `backfill_columns` index (columns.py) holds a backfill back while another one writes its
 column.
 
@@ -141,8 +141,8 @@ def _job_submitted(status: Mapping[str, Any], **_: Any) -> bool:
 @kopf.on.resume(GROUP, VERSION, PLURAL, id="reconcile-resume", backoff=5)
 @kopf.on.update(GROUP, VERSION, PLURAL, id="reconcile-update", field="spec", backoff=5)
 async def on_change(body: kopf.Body, memo: kopf.Memo, patch: kopf.Patch, ray_clusters: kopf.Index,
-                    backfill_columns: kopf.Index, **_: Any) -> None:
-    await reconcile(body, memo, patch, "change", IndexedClusters(ray_clusters), backfill_columns)
+                    backfill_columns: kopf.Index, ray_pods: kopf.Index, **_: Any) -> None:
+    await reconcile(body, memo, patch, "change", IndexedClusters(ray_clusters, ray_pods), backfill_columns)
 
 
 def _log_news(follower: Optional[LogFollower]) -> Optional[tuple[str, int, bool]]:
@@ -153,20 +153,20 @@ def _log_news(follower: Optional[LogFollower]) -> Optional[tuple[str, int, bool]
 
 @kopf.timer(GROUP, VERSION, PLURAL, interval=TICK_SECONDS, when=_should_tick)
 async def on_tick(body: kopf.Body, memo: kopf.Memo, patch: kopf.Patch, ray_clusters: kopf.Index,
-                  backfill_columns: kopf.Index, **_: Any) -> None:
+                  backfill_columns: kopf.Index, ray_pods: kopf.Index, **_: Any) -> None:
     news = _log_news(memo.get("follower"))
     if news == memo.get("seen_news") and time.monotonic() < memo.get("next_reconcile", 0.0):
         return
     # Marked seen only by a reconcile that ran: a skipped (stale-body) one must leave the news
     # for the next tick, or the status would wait for the next poll interval.
-    if await reconcile(body, memo, patch, "timer", IndexedClusters(ray_clusters), backfill_columns):
+    if await reconcile(body, memo, patch, "timer", IndexedClusters(ray_clusters, ray_pods), backfill_columns):
         memo.seen_news = news
 
 
 @kopf.timer(GROUP, VERSION, PLURAL, interval=CLEANUP_TICK_SECONDS, when=_waiting_for_cleanup)
 async def on_cleanup_tick(body: kopf.Body, memo: kopf.Memo, patch: kopf.Patch, ray_clusters: kopf.Index,
-                          backfill_columns: kopf.Index, **_: Any) -> None:
-    await reconcile(body, memo, patch, "cleanup", IndexedClusters(ray_clusters), backfill_columns)
+                          backfill_columns: kopf.Index, ray_pods: kopf.Index, **_: Any) -> None:
+    await reconcile(body, memo, patch, "cleanup", IndexedClusters(ray_clusters, ray_pods), backfill_columns)
 
 
 @kopf.daemon(GROUP, VERSION, PLURAL, when=_job_submitted, cancellation_timeout=1.0)

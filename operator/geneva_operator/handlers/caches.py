@@ -5,7 +5,10 @@ the RayCluster and of the Ray token Secret, and the API server's latency (not ou
 status lag. Both are now read from memory:
 
 * RayClusters come from a kopf index: one watch (list/watch on rayclusters.ray.io) keeps a
-  copy of every RayCluster in the watched namespaces. kopf runs no handler before the index
+  copy of every RayCluster in the watched namespaces. Their pods likewise (why a cluster
+  does not start is written on its pods only, see cluster/pods.py), but only Ray pods:
+  the watch asks the API server for pods labelled ray.io/cluster (startup.py sets the
+  selector), and only the few fields cluster/pods.py reads are kept. kopf runs no handler before the index
   holds the initial listing. The copy can lag our own writes by a watch event; every action
   taken on it is idempotent (create is create-or-get, the patch is recomputed from what is
   seen, delete ignores 404), so a lag costs at most one repeated request.
@@ -25,6 +28,7 @@ from typing import Any, Awaitable, Callable, Mapping, Optional
 
 import kopf
 
+from ..cluster.pods import CLUSTER_LABEL, slim_pod
 from ..kube import RAY_GROUP, RAY_PLURAL, RAY_VERSION
 
 
@@ -36,11 +40,23 @@ def ray_clusters(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict[t
     return {(namespace, name): obj}
 
 
-class IndexedClusters:
-    """RayCluster reads from the kopf index, with the contract of Kube.get_ray_cluster."""
+# The same selector filters the watch server-side (startup.py) and the events client-side,
+# should a kopf without server-side selectors deliver every pod.
+RAY_POD_LABELS = {CLUSTER_LABEL: kopf.PRESENT}
 
-    def __init__(self, index: Mapping[tuple[str, str], Any]):
+
+@kopf.index("v1", "pods", labels=RAY_POD_LABELS)
+def ray_pods(namespace: str, labels: kopf.Labels, body: kopf.Body, **_: Any) -> dict[tuple[str, str], dict[str, Any]]:
+    """Every Ray pod by (namespace, its RayCluster's name), slimmed (cluster/pods.py)."""
+    return {(namespace, labels[CLUSTER_LABEL]): slim_pod(body)}
+
+
+class IndexedClusters:
+    """RayCluster and Ray pod reads from the kopf indexes, with the contract of Kube's."""
+
+    def __init__(self, index: Mapping[tuple[str, str], Any], pods: Optional[Mapping[tuple[str, str], Any]] = None):
         self._index = index
+        self._pods = pods
 
     async def get_ray_cluster(self, namespace: str, name: str) -> Optional[dict[str, Any]]:
         """The indexed object itself, not a copy (copying was a tenth of the operator's CPU at
@@ -49,6 +65,12 @@ class IndexedClusters:
         for obj in store or ():
             return obj
         return None
+
+    async def ray_pods(self, namespace: str, cluster: str) -> list[dict[str, Any]]:
+        """The pods of RayCluster `cluster` (read-only); [] when none are indexed."""
+        if self._pods is None:
+            return []
+        return list(self._pods.get((namespace, cluster)) or ())
 
 
 class TokenCache:

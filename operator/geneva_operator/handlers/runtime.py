@@ -19,6 +19,7 @@ from .. import lifecycle, metrics
 from ..api.job_contract import entrypoint, last_progress
 from ..api.models import GROUP, KIND, VERSION, BackfillSpec, BackfillStatus
 from ..cluster import build_ray_cluster, dashboard_url, in_place_patch, needs_recreate, ray_cluster_name, token_secret_ref
+from ..cluster.pods import pod_problem
 from ..kube import Kube, SecretProblem, is_transient
 from ..lifecycle import (
     ClusterView,
@@ -104,8 +105,15 @@ def _ray_cluster_ready(obj: Mapping[str, Any]) -> tuple[bool, str]:
     return False, f"RayCluster state {status.get('state') or 'unknown'}"
 
 
+def _head_image(obj: Mapping[str, Any]) -> Optional[str]:
+    containers = (((obj.get("spec") or {}).get("headGroupSpec") or {}).get("template") or {}).get("spec", {}).get("containers") or []
+    return containers[0].get("image") if containers else None
+
+
 class ClusterReader(Protocol):
     async def get_ray_cluster(self, namespace: str, name: str) -> Optional[dict[str, Any]]: ...
+
+    async def ray_pods(self, namespace: str, cluster: str) -> list[dict[str, Any]]: ...
 
 
 T = TypeVar("T")
@@ -142,6 +150,7 @@ class Runtime:
             dashboard_url=dashboard_url(self.settings.dashboard_url_template, cluster_name=cluster_name, namespace=namespace),
             deleting=deleting,
             input_error=input_error,
+            default_image=self.settings.default_ray_image,
         )
 
     async def observe(
@@ -233,12 +242,15 @@ class Runtime:
         refs = obj.get("metadata", {}).get("ownerReferences") or []
         owned = spec.existing_cluster is None and any(r.get("uid") == observed.uid for r in refs)
         ready, message = _ray_cluster_ready(obj)
-        patch, recreate = None, ()
+        patch, recreate, problem = None, (), None
+        if not observed.deleting:
+            problem = pod_problem(await clusters.ray_pods(observed.namespace, observed.cluster_name))
         if owned and not observed.deleting:
             desired = self.desired_cluster(observed)
             patch = in_place_patch(obj, desired)
             recreate = tuple(needs_recreate(obj, desired))
-        return ClusterView(exists=True, ready=ready, owned=owned, message=message, patch=patch, recreate=recreate)
+        return ClusterView(exists=True, ready=ready, owned=owned, message=message, patch=patch, recreate=recreate,
+                           image=_head_image(obj), pod_problem=problem)
 
     def ray(self, observed: Observed, token: Optional[BearerToken]) -> RayJobClient:
         return RayJobClient(

@@ -13,6 +13,7 @@ from ..rayjobs import new_session
 from ..api.models import GROUP
 from ..kube import Kube, load_config
 from .backfill import SETTINGS
+from .caches import RAY_POD_LABELS
 from .runtime import Runtime
 
 FINALIZER = "geneva.lancedb.com/finalizer"
@@ -28,6 +29,11 @@ def configure(settings: kopf.OperatorSettings) -> None:
     )
     # Only explicit kopf.event() calls become Events (handler log lines do not).
     settings.posting.loggers = False
+    # Only Ray pods (caches.ray_pods), filtered by the API server: never a watch of every pod.
+    # (kopf < 1.45 lacks server-side selectors; the index's own label filter still applies.)
+    selectors = getattr(settings.watching, "label_selectors", None)
+    if selectors is not None:
+        selectors["v1", "pods"] = ",".join(RAY_POD_LABELS)
     # Watches reconnect periodically so a silently dropped connection cannot stall us.
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330

@@ -39,7 +39,8 @@ def test_a_minimal_spec_gets_the_documented_defaults():
     assert (s.udf.kind, s.udf.version, s.udf.batch_size) == ("Batch", "1", 4096)
     assert (s.udf.resources.cpu, s.udf.resources.gpu) == (1.0, 0.0)
     assert (s.cleanup.policy, s.cleanup.ttl_seconds_after_finished) == ("Always", 600)
-    assert s.cluster.ray_version == "2.60.0" and s.cluster.image == "rayproject/ray:2.60.0-py311"
+    assert s.cluster.ray_version == "2.60.0"
+    assert s.cluster.image is None  # the operator's default ray-worker image (settings.default_ray_image)
     [group] = s.cluster.worker_groups
     assert (group.name, group.type, group.replicas, group.min_replicas, group.max_replicas) == ("cpu", "cpu", 1, 0, 1)
     assert s.auth.token_secret_ref is None

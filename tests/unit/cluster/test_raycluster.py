@@ -3,12 +3,18 @@ from __future__ import annotations
 
 import copy
 import json
+from pathlib import Path
 
 import pytest
+import yaml
+
+import geneva_operator
 
 from geneva_operator.api.models import BackfillSpec
 from geneva_operator.cluster import SPEC_HASH_ANNOTATION, build_ray_cluster, token_secret_ref
-from geneva_operator.settings import ClusterSettings
+from geneva_operator.settings import DEFAULT_RAY_IMAGE, ClusterSettings
+
+REPO = Path(__file__).resolve().parents[3]
 
 OWNER = {"apiVersion": "geneva.lancedb.com/v1alpha1", "kind": "GenevaBackfill", "name": "embed", "uid": "0b6e-uid"}
 BASE = {
@@ -166,6 +172,24 @@ def test_pods_use_the_service_account_pull_settings_and_priority():
         assert spec["priorityClassName"] == "batch-low"
         assert spec["containers"][0]["imagePullPolicy"] == "Always"
         assert spec["containers"][0]["image"] == "registry.example/ray:2.60.0-geneva"
+
+
+def test_without_an_image_every_ray_container_runs_the_operators_default():
+    for pod in pods(build()):
+        assert pod["spec"]["containers"][0]["image"] == DEFAULT_RAY_IMAGE
+    for pod in pods(build(settings=ClusterSettings(default_ray_image="registry.internal/geneva-ray-worker:0.1.0"))):
+        assert pod["spec"]["containers"][0]["image"] == "registry.internal/geneva-ray-worker:0.1.0"
+
+
+def test_the_spec_image_wins_over_the_operators_default():
+    rc = build(settings=ClusterSettings(default_ray_image="registry.internal/w:1"), image="mine/ray:2")
+    assert {pod["spec"]["containers"][0]["image"] for pod in pods(rc)} == {"mine/ray:2"}
+
+
+def test_the_default_image_is_the_ray_worker_image_of_the_charts_app_version():
+    chart = yaml.safe_load((REPO / "charts/geneva-operator/Chart.yaml").read_text())
+    assert DEFAULT_RAY_IMAGE == f"ghcr.io/lancedb/geneva-ray-worker:{chart['appVersion']}"
+    assert chart["appVersion"] == geneva_operator.__version__
 
 
 def test_env_env_from_volumes_and_mounts_reach_every_ray_container():

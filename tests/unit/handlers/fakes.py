@@ -96,12 +96,21 @@ class FakeKube:
     def __init__(self) -> None:
         self.clusters: dict[tuple[str, str], dict[str, Any]] = {}
         self.secrets: dict[tuple[str, str], dict[str, str]] = {}
+        self.pods: dict[tuple[str, str], list[dict[str, Any]]] = {}  # (namespace, cluster) -> pods
         self.calls: list[str] = []
         self.slow_delete = False  # a delete only marks the cluster (KubeRay removing its pods)
 
     def index(self) -> "FakeIndex":
         """What kopf's `ray_clusters` index would hold: every cluster, as of now."""
         return FakeIndex(self)
+
+    def pod_index(self) -> "FakePodIndex":
+        """What kopf's `ray_pods` index would hold: every Ray pod by its cluster, as of now."""
+        return FakePodIndex(self)
+
+    async def ray_pods(self, namespace: str, cluster: str) -> list[dict[str, Any]]:
+        self.calls.append(f"pods {cluster}")
+        return copy.deepcopy(self.pods.get((namespace, cluster), []))
 
     async def get_ray_cluster(self, namespace: str, name: str) -> Optional[dict[str, Any]]:
         self.calls.append(f"get {name}")
@@ -150,3 +159,13 @@ class FakeIndex:
     def get(self, key: tuple[str, str], default: Any = None) -> Any:
         found = self._kube.clusters.get(key)
         return [found] if found is not None else default
+
+
+class FakePodIndex:
+    """kopf's Index contract for `ray_pods`: (namespace, cluster) -> a store of pods."""
+
+    def __init__(self, kube: FakeKube) -> None:
+        self._kube = kube
+
+    def get(self, key: tuple[str, str], default: Any = None) -> Any:
+        return self._kube.pods.get(key) or default

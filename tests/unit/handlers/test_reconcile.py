@@ -15,11 +15,16 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).parents[1]))
 from fakes import TOKEN, FakeKube, FakeRay  # noqa: E402
+import pod_statuses as ps  # noqa: E402
+
+from geneva_operator import lifecycle  # noqa: E402
 
 from geneva_operator.api.job_contract import entrypoint, format_progress, format_result  # noqa: E402
 from geneva_operator.api.models import BackfillSpec, BackfillStatus  # noqa: E402
-from geneva_operator.handlers import backfill  # noqa: E402
+from geneva_operator.cluster.pods import slim_pod  # noqa: E402
+from geneva_operator.handlers import backfill, caches, startup  # noqa: E402
 from geneva_operator.handlers.caches import IndexedClusters, TokenCache  # noqa: E402
 from geneva_operator.handlers.columns import backfill_columns  # noqa: E402
 from geneva_operator.kube import SecretProblem  # noqa: E402
@@ -68,7 +73,7 @@ class Harness:
 
     async def reconcile(self, persist: bool = True, columns: Optional[dict] = None) -> dict[str, Any]:
         patch = kopf.Patch()
-        await backfill.reconcile(self.body, self.memo, patch, "test", IndexedClusters(self.kube.index()), columns)
+        await backfill.reconcile(self.body, self.memo, patch, "test", IndexedClusters(self.kube.index(), self.kube.pod_index()), columns)
         changes = dict(patch.get("status") or {})
         if persist:
             status = dict(self.body["status"])
@@ -312,6 +317,53 @@ def test_failed_job_keeps_log_tail_and_retries_then_fails():
     run(body)
 
 
+def test_a_default_image_without_the_engine_fails_the_backfill_at_once_naming_it():
+    async def body(fake: FakeRay, url: str, session: aiohttp.ClientSession) -> None:
+        h, kube = harness(url, session, fake)
+        h.runtime.settings = OperatorSettings(dashboard_url_template=url, default_ray_image="rayproject/ray:2.60.0-py311")
+        await h.provision()
+        await h.reconcile()
+        sid = h.status.job_id
+        fake.jobs[sid].update(status="FAILED", message="Job entrypoint command failed with exit code 1")
+        fake.logs[sid] = ["/home/ray/anaconda3/bin/python: Error while finding module specification for "
+                          "'geneva_operator.engine.job' (ModuleNotFoundError: No module named 'geneva_operator')\n"]
+        await h.reconcile()
+        assert h.status.phase == "Failed" and h.status.reason == "EngineNotInImage" and list(fake.jobs) == [sid]
+        assert h.status.message.startswith("spec.cluster.image: the operator's default Ray image rayproject/ray:2.60.0-py311 "
+                                           "lacks the backfill engine (No module named 'geneva_operator')")
+        assert ("Warning", "EngineNotInImage") in {(t, r) for t, r, _ in h.events}
+
+    run(body)
+
+
+def test_ray_pods_that_cannot_start_show_in_cluster_ready_and_hold_the_job_back():
+    async def body(fake: FakeRay, url: str, session: aiohttp.ClientSession) -> None:
+        h, kube = harness(url, session, fake)
+        await h.provision()  # KubeRay: the head is ready
+        gpu = ps.worker("gpu", "z2m9c", node_label="geneva.lancedb.com/ray-worker-gpu")
+        kube.pods[(NS, "bf-ray")] = [ps.running(ps.head()), ps.unschedulable(gpu)]
+        await h.reconcile()
+        ready = lifecycle.condition(h.status, "ClusterReady")
+        assert (ready.status, ready.reason) == ("False", "Unschedulable") and not fake.jobs
+        assert "worker group gpu" in ready.message and "geneva.lancedb.com/ray-worker-gpu=true" in ready.message
+        kube.pods[(NS, "bf-ray")] = [ps.running(ps.head()), ps.running(gpu)]
+        await h.reconcile()
+        assert lifecycle.condition(h.status, "ClusterReady").reason == "Ready" and len(fake.jobs) == 1
+
+    run(body)
+
+
+def test_the_operator_watches_only_ray_pods_and_indexes_them_by_cluster():
+    settings = kopf.OperatorSettings()
+    startup.configure(settings)
+    pods = kopf.Resource("", "v1", "pods")
+    assert settings.watching.label_selectors.collect(pods) == ["ray.io/cluster"]  # the API server filters
+    assert settings.watching.label_selectors.collect(kopf.Resource("", "v1", "configmaps")) == []
+    pod = ps.unschedulable(ps.head())
+    [(key, slim)] = caches.ray_pods(namespace=NS, labels=pod["metadata"]["labels"], body=pod).items()
+    assert key == (NS, "bf-ray") and slim == slim_pod(pod)
+
+
 def test_a_missing_secret_is_waited_for_and_its_arrival_starts_the_run():
     async def body(fake: FakeRay, url: str, session: aiohttp.ClientSession) -> None:
         h, kube = harness(url, session, fake, token=None)
@@ -397,7 +449,8 @@ def test_log_news_is_not_consumed_by_a_skipped_reconcile():
 
         async def tick(persist: bool = True) -> None:
             patch = kopf.Patch()
-            await backfill.on_tick(body=h.body, memo=h.memo, patch=patch, ray_clusters=kube.index(), backfill_columns={})
+            await backfill.on_tick(body=h.body, memo=h.memo, patch=patch, ray_clusters=kube.index(), backfill_columns={},
+                                  ray_pods=kube.pod_index())
             if persist:  # as kopf would, once the watch event carrying the patch arrives
                 status = {**h.body["status"], **dict(patch.get("status") or {})}
                 h.body["status"] = {k: v for k, v in status.items() if v is not None}

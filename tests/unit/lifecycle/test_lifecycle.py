@@ -10,6 +10,7 @@ import pytest
 
 from geneva_operator import lifecycle as lc
 from geneva_operator.api.models import BackfillSpec, BackfillStatus
+from geneva_operator.cluster.pods import PodProblem
 from geneva_operator.lifecycle import (
     ClusterView,
     CreateCluster,
@@ -648,3 +649,99 @@ def test_cluster_outdated_condition_says_a_change_waits_and_clears_after_the_rec
     w.tick(5)
     w.step(cluster=READY)
     assert (cond(w.status, "ClusterOutdated").status, cond(w.status, "ClusterOutdated").reason) == ("False", "UpToDate")
+
+
+# ---------------------------------------------------------------- an image without the engine, pods that cannot start
+
+NO_ENGINE_LOG = ("/home/ray/anaconda3/bin/python: Error while finding module specification for "
+                 "'geneva_operator.engine.job' (ModuleNotFoundError: No module named 'geneva_operator')\n")
+DEFAULT_IMAGE = "ghcr.io/lancedb/geneva-ray-worker:0.1.0"
+
+
+def test_a_job_that_cannot_import_the_engine_fails_at_once_naming_the_image_and_the_fix():
+    w = World(make_spec(cluster={"image": "rayproject/ray:2.60.0-py311"}, backoffLimit=2)).running()
+    on = replace(READY, image="rayproject/ray:2.60.0-py311")
+    d = w.step(cluster=on, job=w.job(JobState.FAILED, message="exit code 1", log_tail=NO_ENGINE_LOG), default_image=DEFAULT_IMAGE)
+    assert w.status.phase == "Failed" and w.status.reason == "EngineNotInImage" and w.status.attempts == 1
+    assert not actions(d, SubmitJob)
+    assert w.status.message == (
+        "spec.cluster.image: image rayproject/ray:2.60.0-py311 lacks the backfill engine (No module named 'geneva_operator'): "
+        f"unset spec.cluster.image to use the geneva ray-worker image ({DEFAULT_IMAGE}), or install geneva-operator[engine] "
+        "into it (see the Dockerfile's ray-worker target)")
+    assert cond(w.status, "Failed").reason == "EngineNotInImage"
+    assert w.status.log_tail == NO_ENGINE_LOG.strip()  # kept, but the reason already says it all
+
+
+def test_the_engine_missing_from_the_operators_default_image_points_at_the_operator_setting():
+    w = World(make_spec(cluster={})).running()
+    w.step(cluster=replace(READY, image="registry.local/ray:2.60.0"),
+           job=w.job(JobState.FAILED, message="Job entrypoint command failed with exit code 1 ...\n"
+                     "ModuleNotFoundError: No module named 'lancedb'"))
+    assert w.status.reason == "EngineNotInImage"
+    assert w.status.message.startswith("spec.cluster.image: the operator's default Ray image registry.local/ray:2.60.0 "
+                                       "lacks the backfill engine (No module named 'lancedb'): point the operator's rayImage")
+
+
+def test_the_engine_missing_from_an_existing_cluster_names_that_cluster():
+    w = World(make_spec(cluster=None, existingCluster={"name": "shared"})).running()
+    w.step(cluster=replace(READY, owned=False, image="team/ray:1"), job=w.job(JobState.FAILED, log_tail=NO_ENGINE_LOG))
+    assert w.status.reason == "EngineNotInImage"
+    assert w.status.message.startswith("spec.existingCluster.name: RayCluster shared runs image team/ray:1, which lacks")
+
+
+def test_a_udf_module_missing_from_the_image_is_an_ordinary_failed_attempt():
+    w = World().running()
+    log = "error: spec.udf.function: cannot import module 'my_udfs': No module named 'my_udfs'\n"
+    d = w.step(cluster=READY, job=w.job(JobState.FAILED, log_tail=log))
+    assert w.status.reason == "JobFailed" and actions(d, SubmitJob)
+
+
+IMAGE_PULL = PodProblem("ImagePullFailed", 'head pod bf-ray-head-1: image x:1: ErrImageNeverPull: Container image "x:1" is '
+                        "not present with pull policy of Never")
+UNSCHEDULABLE = PodProblem("Unschedulable", "worker group gpu (pod bf-ray-gpu-worker-1) is unschedulable (node selector "
+                           "geneva.lancedb.com/ray-worker-gpu=true): 0/4 nodes are available: 4 node(s) didn't match "
+                           "Pod's node affinity/selector.")
+
+
+@pytest.mark.parametrize("problem, ready", [(IMAGE_PULL, False), (UNSCHEDULABLE, True)])
+def test_pods_that_cannot_start_show_why_and_fail_at_the_startup_deadline_with_that_reason(problem, ready):
+    # A ready head with workers no node takes is no cluster for the job either: it would hang.
+    w = World(make_spec(startupDeadlineSeconds=60))
+    w.step(cluster=ABSENT)
+    w.tick(30)
+    stuck = replace(READY, ready=ready, pod_problem=problem)
+    d = w.step(cluster=stuck)
+    assert w.status.phase == "Provisioning" and not actions(d, SubmitJob)
+    assert (cond(w.status, "ClusterReady").reason, cond(w.status, "ClusterReady").message) == (problem.reason, problem.message)
+    assert w.status.message == f"waiting for RayCluster bf-ray: {problem.message}"
+    w.tick(31)
+    w.step(cluster=stuck)
+    assert w.status.phase == "Failed" and w.status.reason == problem.reason
+    assert w.status.message == f"spec.startupDeadlineSeconds: not running after 60s: {problem.message}"
+
+
+def test_pods_that_start_after_all_end_the_wait():
+    w = World()
+    w.step(cluster=ABSENT)
+    w.tick(5)
+    w.step(cluster=replace(READY, pod_problem=UNSCHEDULABLE))
+    w.tick(5)
+    d = w.step(cluster=READY)
+    assert actions(d, SubmitJob) and cond(w.status, "ClusterReady").reason == "Ready"
+
+
+def test_an_invalid_image_name_fails_at_once():
+    w = World()
+    w.step(cluster=ABSENT)
+    w.tick(5)
+    invalid = PodProblem("ImagePullFailed", "head pod bf-ray-head-1: image Ray:Latest: InvalidImageName: ...", permanent=True)
+    w.step(cluster=replace(READY, ready=False, pod_problem=invalid))
+    assert w.status.phase == "Failed" and w.status.reason == "ImagePullFailed"
+    assert w.status.message == "RayCluster bf-ray: head pod bf-ray-head-1: image Ray:Latest: InvalidImageName: ..."
+
+
+def test_pod_trouble_under_a_submitted_job_is_the_jobs_business():
+    # e.g. the autoscaler adding a worker no node takes: the job runs on the workers it has.
+    w = World().running()
+    d = w.step(cluster=replace(READY, pod_problem=UNSCHEDULABLE), job=w.job(JobState.RUNNING))
+    assert w.status.phase == "Running" and not d.actions
