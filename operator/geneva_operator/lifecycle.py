@@ -618,7 +618,8 @@ def _cluster_step(s: _Step) -> bool:
         return False
     if s.owned and cluster.patch:
         s.act(PatchCluster(name, cluster.patch))
-    stuck = cluster.pod_problem if not st.job_id else None
+    # A shared existingCluster whose head is ready may have groups our job does not need.
+    stuck = cluster.pod_problem if not st.job_id and (s.owned or not cluster.ready) else None
     if stuck is not None and stuck.permanent:
         s.fail(stuck.reason, f"RayCluster {name}: {stuck.message}")
         return False

@@ -745,3 +745,15 @@ def test_pod_trouble_under_a_submitted_job_is_the_jobs_business():
     w = World().running()
     d = w.step(cluster=replace(READY, pod_problem=UNSCHEDULABLE), job=w.job(JobState.RUNNING))
     assert w.status.phase == "Running" and not d.actions
+
+
+def test_a_shared_existing_cluster_with_a_ready_head_is_not_held_back_by_its_other_groups():
+    w = World(make_spec(cluster=None, existingCluster={"name": "shared"}))
+    w.step(cluster=replace(READY, owned=False, pod_problem=UNSCHEDULABLE))
+    assert cond(w.status, "ClusterReady").reason == "Ready"
+    w.tick(5)
+    d = w.step(cluster=replace(READY, owned=False, pod_problem=UNSCHEDULABLE))
+    assert actions(d, SubmitJob)
+    stuck_head = World(make_spec(cluster=None, existingCluster={"name": "shared"}))
+    stuck_head.step(cluster=replace(READY, owned=False, ready=False, pod_problem=IMAGE_PULL))
+    assert cond(stuck_head.status, "ClusterReady").reason == "ImagePullFailed"
