@@ -630,7 +630,8 @@ def _cluster_step(s: _Step) -> bool:
             s.phase(Phase.Provisioning, "WaitingForCluster", f"waiting for RayCluster {name}" + (f": {why}" if stuck else ""))
         return False
     pending_change = f"; changes to {', '.join(cluster.recreate)} apply to the next run" if s.owned and cluster.recreate else ""
-    s.cond(CLUSTER_READY, "True", "Ready", f"RayCluster {name} is ready{pending_change}")
+    image = f" (image {cluster.image})" if cluster.image else ""
+    s.cond(CLUSTER_READY, "True", "Ready", f"RayCluster {name} is ready{image}{pending_change}")
     return True
 
 

@@ -30,7 +30,7 @@ from geneva_operator.handlers.columns import backfill_columns  # noqa: E402
 from geneva_operator.kube import SecretProblem  # noqa: E402
 from geneva_operator.handlers.runtime import Runtime, _ray_cluster_ready, parse_status, spec_of, status_patch  # noqa: E402
 from geneva_operator.rayjobs import LogFollower, RayJobError  # noqa: E402
-from geneva_operator.settings import OperatorSettings  # noqa: E402
+from geneva_operator.settings import DEFAULT_RAY_IMAGE, OperatorSettings  # noqa: E402
 
 NS, NAME, UID = "geneva", "bf", "9a8b7c6d-0000-1111-2222-333344445555"
 
@@ -348,7 +348,10 @@ def test_ray_pods_that_cannot_start_show_in_cluster_ready_and_hold_the_job_back(
         assert "worker group gpu" in ready.message and "geneva.lancedb.com/ray-worker-gpu=true" in ready.message
         kube.pods[(NS, "bf-ray")] = [ps.running(ps.head()), ps.running(gpu)]
         await h.reconcile()
-        assert lifecycle.condition(h.status, "ClusterReady").reason == "Ready" and len(fake.jobs) == 1
+        ready = lifecycle.condition(h.status, "ClusterReady")
+        assert ready.reason == "Ready" and len(fake.jobs) == 1
+        # The image the pods run, the operator's default here, is on the status too.
+        assert ready.message == f"RayCluster bf-ray is ready (image {DEFAULT_RAY_IMAGE})"
 
     run(body)
 
