@@ -2,6 +2,7 @@
 on PYTHONPATH before the shared Ray session starts."""
 from __future__ import annotations
 
+import collections
 import os
 import time
 
@@ -41,15 +42,15 @@ def raises(x: pa.Array) -> pa.Array:
 
 
 class Logged:
-    """Batch udf over (x, frag): x * 2, logging 'frag rows' per call to `log`, sleeping `delay` per call."""
+    """Batch udf over (x, frag): x * 2, logging 'frag rows' per call and tag to `log`, sleeping `delay` per call."""
 
     def __init__(self, log: str, delay: float = 0.0):
         self.log, self.delay = log, delay
 
     def __call__(self, x: pa.Array, frag: pa.Array) -> pa.Array:
         with open(self.log, "a") as f:
-            for tag in set(frag.to_pylist()):
-                f.write(f"{tag} {len(x)}\n")
+            for tag, n in collections.Counter(frag.to_pylist()).items():  # a compacted fragment mixes tags
+                f.write(f"{tag} {n}\n")
         if self.delay:
             time.sleep(self.delay)
         return pc.multiply(x, 2)

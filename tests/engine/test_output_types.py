@@ -1,7 +1,8 @@
 """Every output type the README lists, row by row, through the runs users make: one filter
-then another, an append then mode Missing, a failure mid-run then a resume. The udf logs
-every id it is called on, so each run is checked for computing exactly the rows it needed,
-no more, no fewer, and the column for holding exactly the values of the rows computed."""
+then another, an append then mode Missing, a compaction and an append then mode Missing, a
+failure mid-run then a resume. The udf logs every id it is called on, so each run is
+checked for computing exactly the rows it needed, no more, no fewer, and the column for
+holding exactly the values of the rows computed."""
 import numpy as np
 import pyarrow as pa
 import pytest
@@ -78,6 +79,24 @@ def test_after_an_append_mode_missing_computes_only_the_new_rows(setup, kind):
     again = run_backfill(spec(kind))
     assert calls.new() == list(range(TOTAL, TOTAL + 1500)) and again.rows_computed == 1500
     assert_column(db, kind, set(range(TOTAL + 1500)))
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_after_a_compaction_and_an_append_mode_missing_computes_only_what_no_run_did(setup, kind):
+    db, spec, calls = setup
+    run_backfill(spec(kind, where="id % 3 != 0"))
+    table = lancedb.connect(db).open_table("t")
+    table.delete("id % 10 = 1")  # compaction drops deleted rows: the rest shift in their new fragments
+    lance.dataset(f"{db}/t.lance").optimize.compact_files()
+    assert len(lance.dataset(f"{db}/t.lance").get_fragments()) == 1
+    table.add(rows(TOTAL, 1500))
+    assert calls.new() == [i for i in range(TOTAL) if i % 3]
+    again = run_backfill(spec(kind))
+    alive = [i for i in range(TOTAL + 1500) if i % 10 != 1 or i >= TOTAL]
+    assert calls.new() == [i for i in alive if i % 3 == 0 or i >= TOTAL]
+    assert_column(db, kind, set(alive))
+    # the carried checkpoints were folded: the next run reads no history and computes nothing
+    assert run_backfill(spec(kind)).rows_computed == 0 and calls.new() == []
 
 
 @pytest.mark.parametrize("kind", KINDS)

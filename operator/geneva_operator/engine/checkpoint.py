@@ -29,7 +29,9 @@ the table on every use: it is a cache of "which rows has this udf version comput
 Missing needs it, since a null output still counts as computed); losing it costs
 recomputation, never a wrong column. A fold cut short by a kill leaves the state (old or new)
 plus records that are still consistent with the table: the next run plans from both and
-folds again.
+folds again. A compaction replaces fragments and files while keeping rows and values: the
+checkpoints of the fragments it rewrote are carried to the new ones through its transaction
+(history.py) and folded like records.
 
 Orphan data files. After success the driver deletes the outputs it knows were never
 committed: those it left out because another writer rewrote their fragment meanwhile (their

@@ -24,8 +24,13 @@ def _cmd_run(args) -> int:
     if args.ray_address or args.num_cpus:
         ensure_ray(args.ray_address, args.num_cpus)
     result = run_backfill(spec, progress=MultiProgress(*sinks), ray_address=args.ray_address)
-    print(f"{spec.table.name}.{spec.column}: {result.rows_done} rows in {result.fragments_done} fragments "
-          f"({result.rows_computed} computed now) in {result.seconds:.1f}s, {result.rows_per_second:,.0f} rows/s; "
+    kept = result.rows_computed - result.rows_discarded
+    resumed = result.rows_done - kept
+    how = f"{kept} computed now" + (f", {resumed} from checkpoints" if resumed else "")
+    if result.rows_discarded:
+        how += f"; {result.rows_discarded} more computed and discarded, rewritten by another writer first"
+    print(f"{spec.table.name}.{spec.column}: {result.rows_done} of {result.rows_total} rows written in "
+          f"{result.fragments_done} fragments ({how}) in {result.seconds:.1f}s, {result.rows_per_second:,.0f} rows/s; "
           f"table version {result.read_version} -> {result.committed_version} ({result.commits} commits)")
     return 0
 

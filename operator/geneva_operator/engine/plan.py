@@ -21,12 +21,10 @@ import pyarrow as pa
 from ..api.models import BackfillSpec, Mode
 from .checkpoint import NO_ROWS, PENDING, CheckpointStore, FragmentRecord, pack_mask
 from .errors import SpecError
-from .table import TableLocation, column_ids, field_file, input_signature
+from .history import carry_over
+from .table import ROW_OFFSET_MASK, TableLocation, column_ids, field_file, input_signature
 from .types import to_pyarrow
 from .udf import udf_key
-
-ROW_OFFSET_MASK = 0xFFFFFFFF  # a row address is fragment_id << 32 | offset
-
 
 @dataclass
 class WorkUnit:
@@ -50,6 +48,8 @@ class Plan:
     column_exists: bool
     fragments_in_table: int
     units: list[WorkUnit] = field(default_factory=list)
+    # Checkpoints carried over compactions (history.py): folded into the state after the run.
+    carried: dict[int, FragmentRecord] = field(default_factory=dict)
 
     @property
     def rows_total(self) -> int:
@@ -132,6 +132,8 @@ def plan(spec: BackfillSpec, loc: TableLocation, ds: lance.LanceDataset, *, run_
     mode_all = Mode(spec.mode) == Mode.All
     ckpt = checkpoints if checkpoints is not None else load_checkpoints(loc, spec.column)
     records = ckpt.by_fragment
+    carried = carry_over(loc, ds, [*ckpt.state.values(), *ckpt.records.values()], key=key, out_ids=out_ids,
+                         in_ids=in_ids) if exists else {}
 
     def one(frag: lance.LanceFragment) -> Optional[WorkUnit]:
         meta = frag.metadata
@@ -139,14 +141,14 @@ def plan(spec: BackfillSpec, loc: TableLocation, ds: lance.LanceDataset, *, run_
         selected = _selected(frag, spec.where)
         current = field_file(meta, out_ids) if exists else None
         sig = input_signature(meta, in_ids)
-        rec, entry = records.get(frag.fragment_id), ckpt.state.get(frag.fragment_id)
+        rec, entry, moved = records.get(frag.fragment_id), ckpt.state.get(frag.fragment_id), carried.get(frag.fragment_id)
 
         def valid(r: Optional[FragmentRecord]) -> bool:
             return r is not None and r.udf_key == key and r.input_signature == sig and r.physical_rows == n
 
         # The checkpoint describing the fragment's current file (a pending record is newer
         # than the folded state, but either tells the truth if it names the current file).
-        committed = next((r for r in (rec, entry) if valid(r) and current is not None and r.output_file == current), None)
+        committed = next((r for r in (rec, entry, moved) if valid(r) and current is not None and r.output_file == current), None)
         ready = rec if valid(rec) and committed is None and rec.base_file == current else None
         # Rows of the current file computed by this udf version: carried into the new record.
         # (None stands for "no rows", the common case, kept free of per-row work.)
@@ -182,22 +184,25 @@ def plan(spec: BackfillSpec, loc: TableLocation, ds: lance.LanceDataset, *, run_
     else:
         with ThreadPoolExecutor(max(1, min(parallelism, len(frags)))) as pool:
             units = list(pool.map(one, frags))
-    return Plan(loc, ds.version, key, run_id, output_type, exists, len(frags), [u for u in units if u is not None])
+    return Plan(loc, ds.version, key, run_id, output_type, exists, len(frags), [u for u in units if u is not None], carried)
 
 
 def fold(loc: TableLocation, column: str, *, known: Optional[dict[str, FragmentRecord]] = None,
-         orphans: list[str] = (), dataset: Optional[lance.LanceDataset] = None) -> bool:
-    """After success: fold the pending records into the compact state, then delete them, then
-    the orphan data files given (outputs of this run never committed). `known` are records
-    already in memory (name -> record), not read again. Returns whether there was anything
-    to fold. `dataset`: the table's newest version if the caller has it at hand.
+         orphans: list[str] = (), dataset: Optional[lance.LanceDataset] = None,
+         carried: Optional[dict[int, FragmentRecord]] = None) -> bool:
+    """After success: fold the pending records (and the checkpoints the plans carried over
+    compactions) into the compact state, then delete the records, then the orphan data files
+    given (outputs of this run never committed). `known` are records already in memory
+    (name -> record), not read again. Returns whether there was anything to fold.
+    `dataset`: the table's newest version if the caller has it at hand.
 
     Order matters for a kill at any point: the state is written (one atomic object) before
     any record is deleted, and it only holds entries naming a fragment's current file, so
     old state + records, new state + records, or new state alone all plan the same work."""
     store = CheckpointStore(loc, column)
     names = store.pending_names()
-    if not names:
+    carried = carried or {}
+    if not names and not carried:
         return False
     known = known or {}
     records = {n: known[n] for n in names if n in known}
@@ -211,7 +216,7 @@ def fold(loc: TableLocation, column: str, *, known: Optional[dict[str, FragmentR
     # Entries for fragments gone (compacted, deleted) or rewritten since are dropped: they
     # could never match again, since data file names are never reused.
     entries = {fid: e for fid, e in state.items() if e.output_file and current.get(fid) == e.output_file}
-    for r in records.values():
+    for r in [*carried.values(), *records.values()]:
         if r.output_file and current.get(r.fragment_id) == r.output_file:
             entries[r.fragment_id] = r
     store.write_state(entries.values())

@@ -120,6 +120,11 @@ class ProgressTracker:
         self.fragments_done -= 1
         self.rows_done -= rows
 
+    def totals(self, fragments_total: int, rows_total: int) -> None:
+        """The run planned (again): what it has done plus what the plan still holds."""
+        self.fragments_total, self.rows_total = fragments_total, rows_total
+        self.emit()
+
     def committed(self, version: int) -> None:
         self.table_version = version
         self.emit()

@@ -25,16 +25,23 @@ MAX_ROUNDS = 3  # plan again when concurrent writers rewrote fragments we comput
 
 @dataclass
 class BackfillResult:
+    """What a run did. The totals count this run's work, not the table: rows_total is the rows
+    it planned to write (selected, not done yet), fragments_total the fragments they are in.
+    When another writer rewrites a fragment under the run (a compaction) before its commit,
+    its rows are planned again from the new fragments: the totals become what is done plus
+    what the new plan holds, so done never exceeds total."""
+
     committed_version: int  # the table version after the run (the read version if nothing was committed)
     read_version: int  # the version the (first) plan pinned
     fragments_done: int
     fragments_total: int
-    rows_done: int
+    rows_done: int  # rows written into committed fragments (computed now or resumed from a checkpoint)
     rows_total: int
     rows_computed: int  # rows the udf saw in this run (excludes checkpoints resumed from earlier attempts)
     udf_calls: int  # function invocations (batches for Batch/RecordBatch, rows for Scalar)
     commits: int
     seconds: float
+    rows_discarded: int = 0  # of rows_computed: outputs never committed, their fragment rewritten first
 
     @property
     def rows_per_second(self) -> float:
@@ -46,7 +53,7 @@ class BackfillResult:
                 "rowsDone": self.rows_done, "rowsTotal": self.rows_total,
                 "rowsPerSecond": round(self.rows_per_second, 1), "tableVersion": self.committed_version,
                 "committedVersion": self.committed_version, "rowsComputed": self.rows_computed,
-                "commits": self.commits, "seconds": round(self.seconds, 3)}
+                "rowsDiscarded": self.rows_discarded, "commits": self.commits, "seconds": round(self.seconds, 3)}
 
 
 def ensure_ray(ray_address: Optional[str] = None, num_cpus: Optional[int] = None) -> None:
@@ -96,12 +103,14 @@ def run_backfill(spec: Union[BackfillSpec, dict], *, progress: Optional[Progress
     # Records in memory, newest last: the fold then needs not read them back from storage.
     known = dict(checkpoints.records)
 
-    totals = dict(fragments_done=0, fragments_total=0, rows_done=0, rows_total=0, rows_computed=0, udf_calls=0, commits=0)
+    totals = dict(fragments_done=0, fragments_total=0, rows_done=0, rows_total=0, rows_computed=0, udf_calls=0, commits=0,
+                  rows_discarded=0)
     read_version = None
     committed_version = None
     tracker: Optional[ProgressTracker] = None
     orphans: list[str] = []  # outputs of this attempt that were never committed
     newest = None  # the version our last commit made, as a dataset
+    carried: dict = {}  # checkpoints the plans carried over compactions, for the fold
     try:
         for round_no in range(MAX_ROUNDS):
             ds = ds if round_no == 0 else loc.open()
@@ -109,11 +118,14 @@ def run_backfill(spec: Union[BackfillSpec, dict], *, progress: Optional[Progress
             # run's records now say which fragments it committed).
             p: Plan = plan(spec, loc, ds, run_id=run_id, checkpoints=checkpoints if round_no == 0 else None)
             read_version = read_version if read_version is not None else p.read_version
+            carried.update(p.carried)
             committed_version = committed_version or p.read_version
+            # What is done so far plus what this plan still has (see BackfillResult).
+            totals["fragments_total"] = totals["fragments_done"] + len(p.units)
+            totals["rows_total"] = totals["rows_done"] + p.rows_total
             if round_no == 0:
-                totals["fragments_total"], totals["rows_total"] = len(p.units), p.rows_total
                 tracker = ProgressTracker(sink, len(p.units), p.rows_total)
-                tracker.emit()
+            tracker.totals(totals["fragments_total"], totals["rows_total"])
             committer = Committer(loc, spec.column, p.output_type, list(spec.udf.input_columns), spec.commit_every,
                                   on_commit=lambda v, group: tracker.committed(v))
             if not p.units:
@@ -151,12 +163,13 @@ def run_backfill(spec: Union[BackfillSpec, dict], *, progress: Optional[Progress
             for r in committer.stale:
                 totals["fragments_done"] -= 1
                 totals["rows_done"] -= r.rows
+                totals["rows_discarded"] += r.rows_computed
                 tracker.fragment_undone(r.rows)
         # The run is finished only once folded: until then its records say "unfinished run",
         # and a retry (same identity) is a resume that finds nothing left but the fold. So a
         # storage error here fails the job like any other; its retry computes nothing again.
-        if totals["fragments_total"] or leftovers:  # a no-op run over a folded state writes nothing
-            fold(loc, spec.column, known=known, orphans=orphans, dataset=newest)
+        if totals["fragments_total"] or leftovers or carried:  # a no-op run over a folded state writes nothing
+            fold(loc, spec.column, known=known, orphans=orphans, dataset=newest, carried=carried)
     finally:
         sink.close()
     return BackfillResult(committed_version=committed_version, read_version=read_version,

@@ -10,6 +10,8 @@ import lance
 from ..api.models import TableRef
 from .errors import SpecError, StorageError
 
+ROW_OFFSET_MASK = 0xFFFFFFFF  # a row address is fragment_id << 32 | offset
+
 # Fail fast on unreachable storage instead of object_store's long default retry budget.
 _DEFAULT_REMOTE_OPTIONS = {"connect_timeout": "10s", "timeout": "120s", "client_max_retries": "3"}
 
