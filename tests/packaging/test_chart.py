@@ -29,6 +29,7 @@ NAMESPACED_RULES = {
     ("ray.io", "rayclusters"): {"get", "list", "watch", "create", "patch", "delete"},
     ("", "events"): {"create", "patch"},
     ("events.k8s.io", "events"): {"create", "patch"},
+    ("", "pods"): {"list", "watch"},  # the Ray pod index: why a cluster does not start
     ("", "secrets"): {"get"},
 }
 CLUSTER_RULES = {
@@ -129,6 +130,24 @@ def test_image_defaults_to_app_version(helm):
     chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
     c = operator_container(helm.template())
     assert c["image"] == f"ghcr.io/lancedb/geneva-operator:{chart['appVersion']}"
+
+
+def test_ray_image_is_the_ray_worker_image_of_the_app_version_in_the_operators_registry(helm):
+    def ray_image(*values: str) -> str:
+        env = {e["name"]: e.get("value") for e in operator_container(helm.template(*values))["env"]}
+        return env["GENEVA_DEFAULT_RAY_IMAGE"]
+
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    assert ray_image() == f"ghcr.io/lancedb/geneva-ray-worker:{chart['appVersion']}"
+    # One value moves both images into an air-gapped registry.
+    docs = helm.template("image.registry=registry.corp.example:5000/mirror")
+    assert operator_container(docs)["image"].startswith("registry.corp.example:5000/mirror/lancedb/geneva-operator:")
+    assert ray_image("image.registry=registry.corp.example:5000/mirror") == (
+        f"registry.corp.example:5000/mirror/lancedb/geneva-ray-worker:{chart['appVersion']}")
+    assert ray_image("rayImage.registry=gpu.example", "rayImage.repository=ml/ray-cuda", "rayImage.tag=0.1.0-cu12") == (
+        "gpu.example/ml/ray-cuda:0.1.0-cu12")
+    digest = "sha256:" + "cd" * 32
+    assert ray_image("image.registry=", f"rayImage.digest={digest}") == f"lancedb/geneva-ray-worker@{digest}"
 
 
 def test_private_registry_overrides(helm):
@@ -401,6 +420,9 @@ def test_metrics_service_and_service_monitor(helm):
     (["image.tag=latest"], "tag"),
     (["image.pullPolicy=Sometimes"], "pullPolicy"),
     (["image.digest=md5:abc"], "digest"),
+    (["rayImage.tag=latest"], "tag"),
+    (["rayImage.digest=md5:abc"], "digest"),
+    (["rayImage.repo=x"], "repo"),
     (["replicaCount=-1"], "replicaCount"),
     (["watchNamespaces={Bad_Namespace}"], "watchNamespaces"),
     (["networkPolicy.enabled=yes"], "enabled"),

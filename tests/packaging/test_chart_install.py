@@ -59,6 +59,9 @@ EXPECTED_IN_WATCHED = [
     ("get", "secrets", True),
     ("list", "secrets", False),
     ("watch", "secrets", False),
+    ("watch", "pods", True),  # the operator's Ray pod index
+    ("list", "pods", True),
+    ("get", "pods", False),
     ("create", "genevabackfills.geneva.lancedb.com", False),
     ("delete", "genevabackfills.geneva.lancedb.com", False),
     ("create", "pods", False),
@@ -104,7 +107,7 @@ def test_install_and_run_under_chart_rbac(control_plane, helm_bin, tmp_path, sco
             res = kc("auth", "can-i", verb, resource, "-n", watched, "--as", who, check=False)
             assert res.stdout.strip() == ("yes" if allowed else "no"), (scope, verb, resource, res.stdout)
         for verb, resource in [("watch", "genevabackfills.geneva.lancedb.com"), ("create", "rayclusters.ray.io"),
-                               ("get", "secrets")]:
+                               ("get", "secrets"), ("watch", "pods")]:
             res = kc("auth", "can-i", verb, resource, "-n", other, "--as", who, check=False)
             assert res.stdout.strip() == "no", (scope, "unwatched namespace", verb, resource)
         crds = kc("auth", "can-i", "watch", "customresourcedefinitions.apiextensions.k8s.io", "--as", who, check=False)

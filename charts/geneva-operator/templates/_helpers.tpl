@@ -47,18 +47,32 @@ app.kubernetes.io/part-of: geneva-operator
 {{- end }}
 {{- end }}
 
-{{/* <registry>/<repository>:<tag> or @<digest>; tag defaults to the chart's appVersion. */}}
-{{- define "geneva.image" -}}
-{{- $img := .Values.image }}
+{{/*
+<registry>/<repository>:<tag> or @<digest> of (dict "image" <values> "registry" <registry>
+"appVersion" <tag default>).
+*/}}
+{{- define "geneva.imageRef" -}}
+{{- $img := .image }}
 {{- $repo := $img.repository }}
-{{- if $img.registry }}
-{{- $repo = printf "%s/%s" (trimSuffix "/" $img.registry) $img.repository }}
+{{- if .registry }}
+{{- $repo = printf "%s/%s" (trimSuffix "/" .registry) $img.repository }}
 {{- end }}
 {{- if $img.digest }}
 {{- printf "%s@%s" $repo $img.digest }}
 {{- else }}
-{{- printf "%s:%s" $repo (default .Chart.AppVersion $img.tag) }}
+{{- printf "%s:%s" $repo (default .appVersion $img.tag) }}
 {{- end }}
+{{- end }}
+
+{{/* The operator image; its tag defaults to the chart's appVersion. */}}
+{{- define "geneva.image" -}}
+{{- include "geneva.imageRef" (dict "image" .Values.image "registry" .Values.image.registry "appVersion" .Chart.AppVersion) }}
+{{- end }}
+
+{{/* The default Ray image: rayImage, in image.registry unless it names its own. */}}
+{{- define "geneva.rayImage" -}}
+{{- $registry := default .Values.image.registry .Values.rayImage.registry }}
+{{- include "geneva.imageRef" (dict "image" .Values.rayImage "registry" $registry "appVersion" .Chart.AppVersion) }}
 {{- end }}
 
 {{/* Watched namespaces, de-duplicated, as a comma-joined string ("" = all namespaces). */}}
@@ -99,6 +113,9 @@ The operator's namespaced permissions. Least privilege, one rule per need:
 - rayclusters: create, follow and delete the clusters of backfills (never update: patches only).
 - events (core and events.k8s.io): kopf posts core/v1 Events; newer clients use events.k8s.io.
 - secrets get (optionally by name): the Ray dashboard token of spec.auth.tokenSecretRef.
+- pods list/watch, of Ray pods only (label selector ray.io/cluster): why a cluster does not
+  start (an image not to be had, a group no node takes) is written on its pods, not on the
+  RayCluster. Never get, create or delete: KubeRay manages the pods.
 - kopfpeerings: only with peering and explicit namespaces (kopf's namespaced peering).
 */}}
 {{- define "geneva.namespacedRules" -}}
@@ -120,6 +137,9 @@ The operator's namespaced permissions. Least privilege, one rule per need:
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]
   verbs: ["create", "patch"]
+- apiGroups: [""]
+  resources: ["pods"]
+  verbs: ["list", "watch"]
 {{- if .Values.rbac.secrets.enabled }}
 - apiGroups: [""]
   resources: ["secrets"]
