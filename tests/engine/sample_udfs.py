@@ -136,3 +136,10 @@ class Typed:
         with open(self.log, "ab") as f:  # one O_APPEND write per call: whole even with two workers
             f.write(np.asarray(values, dtype="<i8").tobytes())
         return pa.array([typed_value(self.kind, i) for i in values], self.type)
+
+
+class NotCallable:
+    """A class whose instances cannot be called: a udf.function mistake caught before any run."""
+
+    def predict(self, x):
+        return x

@@ -161,6 +161,7 @@ def _unchanged(db, fn):
     ({"where": "id >>> 2"}, "where", SpecError, "invalid filter"),
     ({"column": "lang"}, "column", SpecError, "exists with type string"),
     ({"table": {"name": "nope"}}, "table.name", SpecError, "no table"),
+    ({"table": {"uri": "/no/such/dir/db"}}, "table.uri", SpecError, "no database directory /no/such/dir/db"),
 ])
 def test_bad_input_fails_naming_the_field_and_leaves_the_table_as_it_was(table, over, field, kind, match):
     spec = spec_for(table, "t", "out", "sample_udfs:plus_one", ["a"], "int64")
@@ -169,6 +170,25 @@ def test_bad_input_fails_naming_the_field_and_leaves_the_table_as_it_was(table, 
     err = _unchanged(table, lambda: run_backfill(spec))
     assert isinstance(err, kind) and err.field == field
     assert pytest.importorskip("re").search(match, str(err)), str(err)
+
+
+@pytest.mark.parametrize("udf,field,match", [
+    ({"function": "no_such_mod:f"}, "udf.function", "cannot import module 'no_such_mod'"),
+    ({"function": "sample_udfs:nope"}, "udf.function", "has no attribute 'nope'"),
+    ({"function": "inline:f", "source": "def f(a:\n"}, "udf.source", "SyntaxError"),
+    ({"function": "sample_udfs:plus_one", "initArgs": {"k": 1}}, "udf.initArgs", "initArgs apply only to classes"),
+    ({"function": "sample_udfs:NotCallable"}, "udf.function", "has no __call__ method"),
+])
+def test_a_udf_that_cannot_be_loaded_fails_before_a_local_ray_is_started(db, monkeypatch, udf, field, match):
+    from geneva_operator.engine import runner
+
+    make_table(db, "t", [rows(s, e) for s, e in SIZES])
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.setattr(runner, "ensure_ray", lambda *a, **k: pytest.fail("Ray was started before the udf was checked"))
+    spec = spec_for(db, "t", "out", "x:f", ["a"], "int64")
+    spec["udf"] = {k: v for k, v in spec["udf"].items() if k != "function"} | udf
+    err = _unchanged(db, lambda: run_backfill(spec))
+    assert isinstance(err, SpecError) and err.field == field and match in str(err), str(err)
 
 
 def test_unreachable_storage_is_a_storage_error(table):

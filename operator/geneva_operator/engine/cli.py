@@ -11,7 +11,7 @@ from .errors import BackfillError, SpecError
 def _cmd_run(args) -> int:
     from .manifest import load_spec
     from .progress import LogLineProgress, MultiProgress, TerminalProgress
-    from .runner import ensure_ray, run_backfill
+    from .runner import run_backfill
 
     spec = load_spec(args.file)
     if args.concurrency:
@@ -21,9 +21,9 @@ def _cmd_run(args) -> int:
         sinks.append(TerminalProgress())
     if args.progress in ("log", "both"):
         sinks.append(LogLineProgress())
-    if args.ray_address or args.num_cpus:
-        ensure_ray(args.ray_address, args.num_cpus)
-    result = run_backfill(spec, progress=MultiProgress(*sinks), ray_address=args.ray_address)
+    # run_backfill connects to Ray only once the spec, the table and (for a local Ray) the
+    # udf's import have been checked: bad input fails in seconds, not after Ray's start.
+    result = run_backfill(spec, progress=MultiProgress(*sinks), ray_address=args.ray_address, num_cpus=args.num_cpus)
     kept = result.rows_computed - result.rows_discarded
     resumed = result.rows_done - kept
     how = f"{kept} computed now" + (f", {resumed} from checkpoints" if resumed else "")

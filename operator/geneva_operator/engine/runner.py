@@ -16,7 +16,7 @@ from .manifest import parse_spec
 from .plan import Plan, fold, load_checkpoints, plan, run_identity
 from .progress import NullProgress, ProgressSink, ProgressTracker
 from .table import TableLocation
-from .udf import udf_key
+from .udf import check_target, udf_key
 
 log = logging.getLogger(__name__)
 
@@ -83,12 +83,12 @@ def _coerce_spec(spec: Union[BackfillSpec, dict]) -> BackfillSpec:
 
 
 def run_backfill(spec: Union[BackfillSpec, dict], *, progress: Optional[ProgressSink] = None,
-                 ray_address: Optional[str] = None) -> BackfillResult:
+                 ray_address: Optional[str] = None, num_cpus: Optional[int] = None) -> BackfillResult:
     """Fill spec.column of spec.table with the udf's output, resuming from checkpoints.
 
     Raises BackfillError (SpecError, UdfError, StorageError) naming the field at fault. Nothing
     is committed before the first group of fragments is computed, so a spec or udf that fails
-    from the start leaves the table exactly as it was."""
+    from the start leaves the table exactly as it was. `num_cpus`: of a local Ray started here."""
     started = time.monotonic()
     spec = _coerce_spec(spec)
     sink = progress or NullProgress()
@@ -96,6 +96,11 @@ def run_backfill(spec: Union[BackfillSpec, dict], *, progress: Optional[Progress
     key = udf_key(spec.udf, spec.column)
     ident = run_identity(spec, key)
     ds = loc.open()  # first: a missing or unreachable table is reported as such
+    if not (ray_address or os.environ.get("RAY_ADDRESS")):
+        # The workers of a local Ray import the udf from this very environment: an import
+        # error is theirs too, and found here costs no Ray start (10-30 s). A cluster's
+        # workers may have modules this process lacks (image, runtimeEnv): left to them.
+        check_target(spec.udf)
     checkpoints = load_checkpoints(loc, spec.column)
     # Records left by a dead attempt of this same run: adopt its id (see Checkpoints.resume_run_id).
     run_id = checkpoints.resume_run_id(ident) or os.urandom(12).hex()
@@ -133,7 +138,7 @@ def run_backfill(spec: Union[BackfillSpec, dict], *, progress: Optional[Progress
                     committer.ensure_column()  # an empty selection still yields the column
                     committed_version = loc.open().version
                 break
-            ensure_ray(ray_address)
+            ensure_ray(ray_address, num_cpus)
             ctx = TaskContext(loc, p.read_version, spec.column, p.column_exists, spec.udf, p.key, run_id, ident)
 
             def on_result(r, committer=committer):

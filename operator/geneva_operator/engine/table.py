@@ -44,6 +44,9 @@ class TableLocation:
         except ValueError as e:
             text = str(e)
             if "not found" in text.lower() or "does not exist" in text.lower():
+                db = os.path.dirname(self.uri)
+                if "://" not in self.uri and not os.path.isdir(db):  # the database is missing, not just the table
+                    raise SpecError("table.uri", f"no database directory {db}") from None
                 raise SpecError("table.name", f"no table at {self.uri}: {_first_line(text)}") from None
             raise StorageError("table.uri", f"cannot open {self.uri}: {_first_line(text)}") from None
         except OSError as e:

@@ -76,6 +76,19 @@ def load_target(udf: Udf) -> Any:
     return obj
 
 
+def check_target(udf: Udf) -> Any:
+    """load_target, plus what is wrong with the target before it is ever called: initArgs
+    given to a function, a class whose instances cannot be called."""
+    target = load_target(udf)
+    if inspect.isclass(target):
+        # Calling an instance looks __call__ up on its class, never on the instance.
+        if not any("__call__" in vars(k) for k in target.__mro__ if k is not object):
+            raise SpecError("udf.function", f"class {udf.function} has no __call__ method")
+    elif udf.init_args:
+        raise SpecError("udf.initArgs", f"{udf.function} is a function; initArgs apply only to classes")
+    return target
+
+
 # One instance per (udf identity) per process: Ray reuses worker processes, so a model is
 # loaded once per worker, not once per fragment or batch.
 _INSTANCES: dict[str, Callable] = {}
@@ -92,7 +105,7 @@ def get_callable(udf: Udf) -> Callable:
         fn = _INSTANCES.get(key)
         if fn is not None:
             return fn
-        target = load_target(udf)
+        target = check_target(udf)
         if inspect.isclass(target):
             try:
                 inst = target(**udf.init_args)
@@ -100,12 +113,8 @@ def get_callable(udf: Udf) -> Callable:
                     inst.setup()
             except Exception as e:
                 raise UdfError("udf.initArgs", f"constructing {udf.function}(**initArgs) raised {_describe(e)}") from None
-            if not callable(inst):
-                raise SpecError("udf.function", f"class {udf.function} has no __call__ method")
             fn = inst
         else:
-            if udf.init_args:
-                raise SpecError("udf.initArgs", f"{udf.function} is a function; initArgs apply only to classes")
             fn = target
         _INSTANCES[key] = fn
         return fn

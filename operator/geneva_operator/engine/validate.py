@@ -8,7 +8,7 @@ import pyarrow as pa
 from ..api.models import BackfillSpec
 from .plan import check_columns, check_where
 from .table import TableLocation
-from .udf import UdfRunner, load_target
+from .udf import UdfRunner, check_target
 
 TRIAL_ROWS = 8
 
@@ -30,7 +30,7 @@ def validate_spec(spec: BackfillSpec, *, trial: bool = True) -> ValidationReport
     ds = loc.open()
     out_type, exists = check_columns(spec, ds)
     check_where(spec, ds)
-    load_target(spec.udf)
+    check_target(spec.udf)
     trial_rows = 0
     if trial:
         sample = ds.to_table(columns=list(spec.udf.input_columns), filter=spec.where or None, limit=TRIAL_ROWS)
