@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PIP    := $(VENV)/bin/pip
 
-.PHONY: install test test-unit test-engine e2e crds crds-check chart-lint render bench bench-operator demo image tools cluster-up cluster-down clean
+.PHONY: install test test-unit test-engine e2e crds crds-check chart-lint render bench bench-operator demo image images tools cluster-up cluster-down clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -61,6 +61,11 @@ bench: install
 
 bench-operator: install tools
 	$(PY) -m bench.operator_bench
+
+# The images from the Dockerfile without a Docker engine or a registry (buildah, bases from Debian),
+# as OCI archives under ~/.cache/geneva-operator/images (tests/imagebuild).
+images: install
+	$(PY) -m tests.imagebuild build
 
 # No Docker engine on the development machines: this target is for users who have one.
 image:

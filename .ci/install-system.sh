@@ -2,7 +2,7 @@
 # Debian packages the test tiers need. Idempotent: apt runs only when something is missing.
 set -euo pipefail
 need=()
-for pkg in openssl; do
+for pkg in openssl buildah umoci skopeo debootstrap gcc libc6-dev; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then

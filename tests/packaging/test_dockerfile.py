@@ -131,10 +131,59 @@ def test_ray_worker_matches_engine_pin(parsed):
     pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())
     (ray_pin,) = [d for d in pyproject["project"]["optional-dependencies"]["engine"] if d.startswith("ray")]
     version = ray_pin.split("==")[1]
-    result, _ = parsed
+    result, global_args = parsed
     assert result["ray-worker"]["from"].startswith(f"rayproject/ray:{version}-")
     run = " ".join(a for op, a in result["ray-worker"]["ops"] if op == "RUN")
-    assert "[engine]" in run
+    assert "$ENGINE_PINS" in run and "$OPERATOR_PINS" in run
+
+
+def _pins(text: str) -> dict[str, tuple[str, str]]:
+    """{canonical name: (name with extras, exact version)}; every pin must be `name==version`."""
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    out = {}
+    for tok in text.split():
+        req = Requirement(tok)
+        (spec,) = req.specifier
+        assert spec.operator == "==", f"{tok}: not an exact pin"
+        out[canonicalize_name(req.name)] = (tok, spec.version)
+    return out
+
+
+def test_pins_are_exact_and_match_pyproject(parsed):
+    """OPERATOR_PINS / ENGINE_PINS pin every direct dependency of the base set / the `engine`
+    extra, exactly, inside pyproject's ranges (the ray-worker installs them, then the code with
+    --no-deps, so nothing else decides the versions)."""
+    import tomllib
+
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    _, global_args = parsed
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    for arg, reqs in (("OPERATOR_PINS", project["dependencies"]),
+                      ("ENGINE_PINS", project["optional-dependencies"]["engine"])):
+        pins = _pins(global_args[arg])
+        wanted = {canonicalize_name(Requirement(r).name): Requirement(r) for r in reqs}
+        assert set(pins) == set(wanted), (arg, set(pins) ^ set(wanted))
+        for name, req in wanted.items():
+            tok, version = pins[name]
+            assert req.specifier.contains(version, prereleases=True), f"{arg}: {tok} outside {req}"
+            assert set(Requirement(tok).extras) == set(req.extras), f"{arg}: {tok} vs {req} (extras)"
+
+
+def test_code_is_installed_after_the_dependencies(parsed):
+    """The layer order that makes a code change cheap: the pinned dependencies are installed
+    before any COPY of the code, and the code is installed with --no-deps."""
+    result, _ = parsed
+    for name in ("operator-build", "ray-worker"):
+        ops = result[name]["ops"]
+        copies = [i for i, (op, a) in enumerate(ops) if op == "COPY" and "operator/" in a]
+        dep_runs = [i for i, (op, a) in enumerate(ops) if op == "RUN" and "$OPERATOR_PINS" in a]
+        assert copies and dep_runs and max(dep_runs) < min(copies), name
+        after = " ".join(a for op, a in ops[min(copies):] if op == "RUN")
+        assert "--no-deps" in after and "PINS" not in after, name
 
 
 def test_operator_stage_invariants(parsed):
@@ -221,7 +270,7 @@ def test_operator_build_stage_really_installs(parsed, tmp_path):
     for op, args in stage["ops"]:
         if op in ("ARG", "ENV"):
             for k, v in parse_kv(args).items():
-                env[k] = rooted(v) if op == "ENV" else v
+                env[k] = rooted(v) if op == "ENV" else (v or global_args.get(k, ""))
         elif op == "WORKDIR":
             workdir = Path(rooted(args))
             workdir.mkdir(parents=True, exist_ok=True)
