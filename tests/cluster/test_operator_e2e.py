@@ -299,6 +299,40 @@ def test_a_backfill_applied_before_its_token_secret_waits_for_it(control_plane, 
     assert read_column(db, COLUMN) == expected_lengths(captions)
 
 
+@pytest.mark.parametrize("cluster, who, selector, scheduler_says", [
+    # A label no node carries: every pod, the head first, waits for a node.
+    ({"nodeSelector": {"geneva.lancedb.com/pool": "nowhere"}}, "head pod",
+     f"geneva.lancedb.com/pool=nowhere, {HEAD_LABEL}=true", "didn't match Pod's node affinity/selector"),
+    # The head runs, but no node takes the GPU workers (the kwok GPU node has 2 GPUs): a job
+    # submitted to that head would wait for them forever.
+    ({"workerGroups": [{"name": "gpu", "type": "gpu", "replicas": 1, "minReplicas": 0, "maxReplicas": 1,
+                        "cpu": "1", "memory": "1Gi", "gpu": 4}]}, "worker group gpu",
+     "geneva.lancedb.com/ray-worker-gpu=true", "Insufficient nvidia.com/gpu"),
+], ids=["label-on-no-node", "gpu-workers-fit-no-node"])
+def test_ray_pods_no_node_takes_show_why_and_fail_at_the_startup_deadline(control_plane, api, operator, e2e_namespace,
+                                                                         table, ray_jobs, cluster, who, selector,
+                                                                         scheduler_says):
+    ns, (db, _) = e2e_namespace, table
+    apply(control_plane, backfill_manifest(ns, db, cluster=cluster, startupDeadlineSeconds=30))
+    uid = api.get("backfill", ns, NAME)["metadata"]["uid"]
+
+    def unschedulable(o: Optional[dict]) -> bool:
+        return conditions(o or {}).get("ClusterReady", {}).get("reason") == "Unschedulable"
+
+    waiting = _wait_backfill(api, control_plane, operator, ns, lambda o: unschedulable(o) or _finished(o),
+                             "ClusterReady reason Unschedulable", timeout=60)
+    message = conditions(waiting)["ClusterReady"]["message"]
+    assert phase(waiting) == "Provisioning", json.dumps(waiting["status"], indent=1)
+    assert message.startswith(who) and f"is unschedulable (node selector {selector}): 0/" in message, message
+    assert scheduler_says in message, message
+
+    done = _wait_backfill(api, control_plane, operator, ns, _finished, "a finished run", timeout=90)
+    st = done["status"]
+    assert (st["phase"], st["reason"]) == ("Failed", "Unschedulable"), json.dumps(st, indent=1)
+    assert st["message"].startswith("spec.startupDeadlineSeconds: not running after 30s: " + who)
+    assert not ray_jobs.jobs_of(uid)  # nothing was submitted to a cluster that could not run it
+
+
 # ---------------------------------------------------------------- mid-run
 
 
