@@ -105,9 +105,10 @@ def test_a_run_failing_mid_way_resumes_with_only_the_rows_it_had_not_finished(se
     healed = tmp_path / "healed"
     # One task takes the fragments in order and fails in the third; each fragment is its own commit.
     failing = spec(kind, commitEvery=1, concurrency=1, init={"fail_from": 3000, "fail_to": 3001, "healed": str(healed)})
-    with pytest.raises(UdfError, match="ids 3000..3001 are not ready"):
+    with pytest.raises(UdfError, match="ids 3000..3001 are not ready") as e:
         run_backfill(failing)
     done = SIZES[0] + SIZES[1]
+    assert f"2 of 4 fragments ({done} of {TOTAL} rows) were committed" in str(e.value)
     assert calls.new() == list(range(done))
     assert_column(db, kind, set(range(done)))  # the finished fragments are committed, the rest untouched
     healed.touch()

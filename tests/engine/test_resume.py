@@ -98,3 +98,35 @@ def test_a_worker_killed_mid_task_is_retried_and_the_result_is_exact(db, tmp_pat
     t = lance.dataset(f"{db}/t.lance").to_table(columns=["x", "y"]).to_pydict()
     assert t["y"] == [None if x is None else 3 * x for x in t["x"]]
     assert r.rows_done == sum(FRAGS)
+
+
+def test_a_failed_version_bump_leaves_whole_fragments_of_either_version_and_says_which(db, tmp_path, ray_session):
+    import io
+
+    from geneva_operator.api.job_contract import last_progress
+    from geneva_operator.engine import LogLineProgress, UdfError
+
+    make_tagged_table(db, [500, 300, 500, 700], null_every=9)
+    healed = tmp_path / "healed"
+    v1 = "import pyarrow.compute as pc\ndef f(x, frag):\n    return pc.add(x, 1)\n"
+    v2 = ("import os, pyarrow.compute as pc\ndef f(x, frag):\n"
+          f"    if 2 in frag.to_pylist() and not os.path.exists({str(healed)!r}):\n"
+          "        raise RuntimeError('fragment 2 is not ready')\n"
+          "    return pc.multiply(x, -1)\n")
+    spec = spec_for(db, "t", "y", "bump:f", ["x", "frag"], "int64", commitEvery=1, concurrency=1)
+    run_backfill({**spec, "udf": {**spec["udf"], "source": v1, "version": "1"}})
+    bump = {**spec, "udf": {**spec["udf"], "source": v2, "version": "2"}}
+    log = io.StringIO()
+    with pytest.raises(UdfError) as e:
+        run_backfill(bump, progress=LogLineProgress(log, min_interval=0))
+    # One task takes the fragments in order: the first two are committed with version 2.
+    assert "2 of 4 fragments (800 of 2000 rows) were committed: the rows this run selected in them hold " \
+           "udf.version '2', every other row what it held before the run" in str(e.value)
+    last = last_progress(log.getvalue())
+    assert (last["fragmentsCommitted"], last["rowsCommitted"], last["udfVersion"]) == (2, 800, "2")
+    t = lance.dataset(f"{db}/t.lance").to_table(columns=["frag", "x", "y"]).to_pydict()
+    assert t["y"] == [None if x is None else (-x if f < 2 else x + 1) for f, x in zip(t["frag"], t["x"])]
+    healed.touch()
+    assert run_backfill(bump).rows_computed == 1200
+    t = lance.dataset(f"{db}/t.lance").to_table(columns=["x", "y"]).to_pydict()
+    assert t["y"] == [None if x is None else -x for x in t["x"]]

@@ -22,10 +22,18 @@ class ProgressUpdate:
     rows_total: int
     rows_per_second: Optional[float]
     table_version: Optional[int]
+    # Of the done ones, those in the table (committed) and the udf version they hold: what a
+    # failed run leaves in the column (done rows not committed yet are only checkpoints).
+    fragments_committed: int = 0
+    rows_committed: int = 0
+    udf_version: Optional[str] = None
 
     def to_payload(self) -> dict:
         payload = {"fragmentsDone": self.fragments_done, "fragmentsTotal": self.fragments_total,
-                   "rowsDone": self.rows_done, "rowsTotal": self.rows_total}
+                   "rowsDone": self.rows_done, "rowsTotal": self.rows_total,
+                   "fragmentsCommitted": self.fragments_committed, "rowsCommitted": self.rows_committed}
+        if self.udf_version is not None:
+            payload["udfVersion"] = self.udf_version
         if self.rows_per_second is not None:
             payload["rowsPerSecond"] = round(self.rows_per_second, 1)
         if self.table_version is not None:
@@ -103,10 +111,12 @@ class MultiProgress:
 class ProgressTracker:
     """Counts what is done (computed, not yet necessarily committed) and feeds a sink."""
 
-    def __init__(self, sink: ProgressSink, fragments_total: int, rows_total: int):
+    def __init__(self, sink: ProgressSink, fragments_total: int, rows_total: int, udf_version: Optional[str] = None):
         self.sink = sink
         self.fragments_total, self.rows_total = fragments_total, rows_total
         self.fragments_done = self.rows_done = 0
+        self.fragments_committed = self.rows_committed = 0
+        self.udf_version = udf_version
         self.table_version: Optional[int] = None
         self.started = time.monotonic()
 
@@ -125,8 +135,11 @@ class ProgressTracker:
         self.fragments_total, self.rows_total = fragments_total, rows_total
         self.emit()
 
-    def committed(self, version: int) -> None:
+    def committed(self, version: int, group: list = ()) -> None:
+        """A commit landed, with `group` (FragmentResults: their .rows) in it."""
         self.table_version = version
+        self.fragments_committed += len(group)
+        self.rows_committed += sum(r.rows for r in group)
         self.emit()
 
     def rate(self) -> Optional[float]:
@@ -135,4 +148,5 @@ class ProgressTracker:
 
     def emit(self) -> None:
         self.sink.update(ProgressUpdate(self.fragments_done, self.fragments_total, self.rows_done,
-                                        self.rows_total, self.rate(), self.table_version))
+                                        self.rows_total, self.rate(), self.table_version,
+                                        self.fragments_committed, self.rows_committed, self.udf_version))

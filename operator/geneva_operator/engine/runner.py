@@ -129,10 +129,10 @@ def run_backfill(spec: Union[BackfillSpec, dict], *, progress: Optional[Progress
             totals["fragments_total"] = totals["fragments_done"] + len(p.units)
             totals["rows_total"] = totals["rows_done"] + p.rows_total
             if round_no == 0:
-                tracker = ProgressTracker(sink, len(p.units), p.rows_total)
+                tracker = ProgressTracker(sink, len(p.units), p.rows_total, spec.udf.version)
             tracker.totals(totals["fragments_total"], totals["rows_total"])
             committer = Committer(loc, spec.column, p.output_type, list(spec.udf.input_columns), spec.commit_every,
-                                  on_commit=lambda v, group: tracker.committed(v))
+                                  on_commit=lambda v, group: tracker.committed(v, group))
             if not p.units:
                 if not p.column_exists:
                     committer.ensure_column()  # an empty selection still yields the column
@@ -175,10 +175,27 @@ def run_backfill(spec: Union[BackfillSpec, dict], *, progress: Optional[Progress
         # storage error here fails the job like any other; its retry computes nothing again.
         if totals["fragments_total"] or leftovers or carried:  # a no-op run over a folded state writes nothing
             fold(loc, spec.column, known=known, orphans=orphans, dataset=newest, carried=carried)
+    except BackfillError as e:
+        if tracker is not None and tracker.fragments_total:
+            e.message += "; " + left_behind(tracker)
+        raise
     finally:
         sink.close()
     return BackfillResult(committed_version=committed_version, read_version=read_version,
                           seconds=time.monotonic() - started, **totals)
+
+
+def left_behind(t: ProgressTracker) -> str:
+    """What a run that failed after it started computing leaves in the table. Commits are
+    whole groups of whole fragments, so it is exact per fragment: the committed ones hold this
+    udf version in the rows the run selected, everything else what it held before."""
+    if not t.fragments_committed:
+        return (f"no fragment was committed (0 of {t.fragments_total}): the column holds what it held before the run; "
+                "running the same spec again resumes from the fragments already computed")
+    return (f"{t.fragments_committed} of {t.fragments_total} fragments ({t.rows_committed} of {t.rows_total} rows) "
+            f"were committed: the rows this run selected in them hold udf.version {t.udf_version!r}, every other "
+            "row what it held before the run (an earlier version's value, or null); running the same spec again "
+            "resumes without computing the committed fragments again")
 
 
 __all__ = ["BackfillResult", "run_backfill", "ensure_ray", "BackfillError"]
