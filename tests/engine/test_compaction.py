@@ -113,3 +113,22 @@ def test_a_compaction_during_a_run_costs_only_the_uncommitted_fragments_and_prog
     seen = sum(logged(log).values())
     assert seen == r.rows_computed == total + r.rows_discarded and r.rows_done == total, (logged(log), r)
     assert run_backfill(s).rows_computed == 0
+
+
+def test_a_fragment_deleted_whole_leaves_the_state_on_the_next_run_even_one_with_nothing_to_do(db, tmp_path, ray_session,
+                                                                                                 monkeypatch):
+    from geneva_operator.engine import history
+    from geneva_operator.engine.checkpoint import CheckpointStore
+    from geneva_operator.engine.table import TableLocation
+
+    make_tagged_table(db, FRAGS, null_every=9)
+    log = tmp_path / "calls.log"
+    run_backfill(spec(db, log))
+    lancedb.connect(db).open_table("t").delete("frag = 0")  # Lance drops the emptied fragment
+    walks = []
+    monkeypatch.setattr(history, "_rewrites_of", lambda ds, wanted: walks.append(wanted) or [])
+    assert run_backfill(spec(db, log)).rows_computed == 0
+    assert run_backfill(spec(db, log)).rows_computed == 0
+    # Its checkpoint was looked for in the history once, then dropped from the state.
+    assert walks == [{0}]
+    assert sorted(CheckpointStore(TableLocation(f"{db}/t.lance"), "y").read_state()) == list(range(1, len(FRAGS)))

@@ -50,6 +50,9 @@ class Plan:
     units: list[WorkUnit] = field(default_factory=list)
     # Checkpoints carried over compactions (history.py): folded into the state after the run.
     carried: dict[int, FragmentRecord] = field(default_factory=dict)
+    # The state names fragments that are gone: a fold drops them, so that no later run looks
+    # for them in the table's history again (carry_over walks back only for vanished ones).
+    state_outdated: bool = False
 
     @property
     def rows_total(self) -> int:
@@ -184,17 +187,20 @@ def plan(spec: BackfillSpec, loc: TableLocation, ds: lance.LanceDataset, *, run_
     else:
         with ThreadPoolExecutor(max(1, min(parallelism, len(frags)))) as pool:
             units = list(pool.map(one, frags))
-    return Plan(loc, ds.version, key, run_id, output_type, exists, len(frags), [u for u in units if u is not None], carried)
+    live = {f.fragment_id for f in frags}
+    return Plan(loc, ds.version, key, run_id, output_type, exists, len(frags), [u for u in units if u is not None],
+                carried, any(fid not in live for fid in ckpt.state))
 
 
 def fold(loc: TableLocation, column: str, *, known: Optional[dict[str, FragmentRecord]] = None,
          orphans: list[str] = (), dataset: Optional[lance.LanceDataset] = None,
-         carried: Optional[dict[int, FragmentRecord]] = None) -> bool:
+         carried: Optional[dict[int, FragmentRecord]] = None, state_outdated: bool = False) -> bool:
     """After success: fold the pending records (and the checkpoints the plans carried over
     compactions) into the compact state, then delete the records, then the orphan data files
     given (outputs of this run never committed). `known` are records already in memory
     (name -> record), not read again. Returns whether there was anything to fold.
-    `dataset`: the table's newest version if the caller has it at hand.
+    `dataset`: the table's newest version if the caller has it at hand. `state_outdated`: the
+    state names fragments that are gone; rewrite it even with nothing else to fold.
 
     Order matters for a kill at any point: the state is written (one atomic object) before
     any record is deleted, and it only holds entries naming a fragment's current file, so
@@ -202,7 +208,7 @@ def fold(loc: TableLocation, column: str, *, known: Optional[dict[str, FragmentR
     store = CheckpointStore(loc, column)
     names = store.pending_names()
     carried = carried or {}
-    if not names and not carried:
+    if not names and not carried and not state_outdated:
         return False
     known = known or {}
     records = {n: known[n] for n in names if n in known}

@@ -116,6 +116,7 @@ def run_backfill(spec: Union[BackfillSpec, dict], *, progress: Optional[Progress
     orphans: list[str] = []  # outputs of this attempt that were never committed
     newest = None  # the version our last commit made, as a dataset
     carried: dict = {}  # checkpoints the plans carried over compactions, for the fold
+    state_outdated = False
     try:
         for round_no in range(MAX_ROUNDS):
             ds = ds if round_no == 0 else loc.open()
@@ -124,6 +125,7 @@ def run_backfill(spec: Union[BackfillSpec, dict], *, progress: Optional[Progress
             p: Plan = plan(spec, loc, ds, run_id=run_id, checkpoints=checkpoints if round_no == 0 else None)
             read_version = read_version if read_version is not None else p.read_version
             carried.update(p.carried)
+            state_outdated |= p.state_outdated
             committed_version = committed_version or p.read_version
             # What is done so far plus what this plan still has (see BackfillResult).
             totals["fragments_total"] = totals["fragments_done"] + len(p.units)
@@ -173,8 +175,9 @@ def run_backfill(spec: Union[BackfillSpec, dict], *, progress: Optional[Progress
         # The run is finished only once folded: until then its records say "unfinished run",
         # and a retry (same identity) is a resume that finds nothing left but the fold. So a
         # storage error here fails the job like any other; its retry computes nothing again.
-        if totals["fragments_total"] or leftovers or carried:  # a no-op run over a folded state writes nothing
-            fold(loc, spec.column, known=known, orphans=orphans, dataset=newest, carried=carried)
+        if totals["fragments_total"] or leftovers or carried or state_outdated:  # a no-op run over a folded state writes nothing
+            fold(loc, spec.column, known=known, orphans=orphans, dataset=newest, carried=carried,
+                 state_outdated=state_outdated)
     except BackfillError as e:
         if tracker is not None and tracker.fragments_total:
             e.message += "; " + left_behind(tracker)
