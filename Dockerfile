@@ -79,6 +79,9 @@ ARG ENGINE_PINS
 RUN pip install --no-cache-dir $OPERATOR_PINS $ENGINE_PINS
 COPY --chown=1000:100 pyproject.toml README.md /tmp/geneva-src/
 COPY --chown=1000:100 operator/ /tmp/geneva-src/operator/
+# The example UDFs, so examples/backfill.yaml (examples.udfs.text:length, PYTHONPATH /app) runs
+# on this image as it is.
+COPY --chown=1000:100 examples/udfs/ /app/examples/udfs/
 RUN pip install --no-cache-dir --no-deps /tmp/geneva-src \
  && rm -rf /tmp/geneva-src \
  && python -c "import geneva_operator.engine, ray, lancedb; assert ray.__version__ == '2.60.0', ray.__version__"

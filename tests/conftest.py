@@ -42,18 +42,23 @@ def control_plane(request, tmp_path_factory):
 
     try:
         running = ControlPlane.attach(default_state_dir())
-        if running.running() and running.healthy():
+        # Not `make cluster-up`'s real node: these tiers assume kwok nodes (pods that run nothing).
+        if not running.real_node and running.running() and running.healthy():
             yield running
             return
     except (FileNotFoundError, ValueError, KeyError):
         pass
 
-    cp = ControlPlane(tmp_path_factory.mktemp("control-plane", numbered=True) / "state")
-    cp.start()  # builds the binaries first if they are missing
+    yield from run_control_plane(request, ControlPlane(tmp_path_factory.mktemp("control-plane", numbered=True) / "state"))
+
+
+def run_control_plane(request, cp: ControlPlane):
+    """Start `cp` (building the binaries first if they are missing), yield it, stop it; keep its
+    logs (under pytest's basetemp) when the session had failures."""
+    cp.start()
     try:
         yield cp
     finally:
-        # keep the logs of a failed session (under pytest's basetemp)
         failed = request.session.testsfailed > 0
         cp.stop(remove_state=not failed)
         if failed:

@@ -235,13 +235,14 @@ class RayJobs:
 # ---------------------------------------------------------------- table and manifests
 
 
-def make_table(db: Path, name: str = "captions", rows: int = ROWS, fragments: int = FRAGMENTS) -> list[str]:
+def make_table(db: Path | str, name: str = "captions", rows: int = ROWS, fragments: int = FRAGMENTS,
+               storage_options: Optional[dict[str, str]] = None) -> list[str]:
     """A LanceDB table of `rows` rows in `fragments` fragments: id, caption. Returns the captions
     in id order (one in 50 is null: nulls must stay null)."""
     import lancedb
     import pyarrow as pa
 
-    conn = lancedb.connect(str(db))
+    conn = lancedb.connect(str(db), storage_options=storage_options)
     captions: list[Optional[str]] = []
     per = -(-rows // fragments)
     table = None

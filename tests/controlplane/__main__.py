@@ -1,25 +1,31 @@
-"""CLI: python -m tests.controlplane {build,up,down,status} [--state-dir DIR]
+"""CLI: python -m tests.controlplane {build,up,down,status,images} [--state-dir DIR]
 
   build   build/reuse the pinned binaries (tests/controlplane/build.sh)
-  up      start a control plane in the background (detached) and print
-          `export KUBECONFIG=...`; a no-op if one is already running there
-  down    stop it and remove its state dir
+  up      start a control plane with one real node (root; see node.py) in the background
+          and print `export KUBECONFIG=...`; a no-op if one is already running there.
+          --kwok: kwok nodes instead (pods run nothing; no root needed)
+  down    stop it, remove every trace of its node on the host, remove its state dir
   status  exit 0 and print the kubeconfig path if it is running and ready
+  images  build the project's images (tests/imagebuild) and import them into the
+          running control plane's node
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 
+from . import hostnet
 from .harness import ControlPlane, build, default_state_dir, remove_state_dir
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m tests.controlplane", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("command", choices=["build", "up", "down", "status"])
+    ap.add_argument("command", choices=["build", "up", "down", "status", "images"])
+    ap.add_argument("--kwok", action="store_true", help="up: kwok nodes instead of a real node")
     ap.add_argument("--state-dir", default=None,
                     help=f"cluster state dir (default: $GENEVA_CLUSTER_STATE or {default_state_dir()})")
     ap.add_argument("components", nargs="*", help="build: components to build (default all)")
@@ -42,10 +48,25 @@ def main(argv: list[str] | None = None) -> int:
         print("not running", file=sys.stderr)
         return 1
 
+    if args.command == "images":
+        from tests.imagebuild import build_all, import_all
+
+        build_all()
+        if existing is None or not existing.running() or existing.node is None:
+            print("images built; no control plane with a real node is running: they are imported "
+                  "when one starts", file=sys.stderr)
+            return 0
+        import_all(str(existing.node.containerd_socket))
+        print(f"images imported into the node of {state_dir}", file=sys.stderr)
+        return 0
+
     if args.command == "down":
         if existing is None:
             print(f"no control plane state in {state_dir}", file=sys.stderr)
             remove_state_dir(state_dir)  # logs of a failed `up`, if any
+            if os.geteuid() == 0:  # a node killed without a teardown still left host state
+                for line in hostnet.clean_host():
+                    print(f"removed: {line}", file=sys.stderr)
             return 0
         existing.stop(remove_state=True)
         print(f"stopped; removed {state_dir}", file=sys.stderr)
@@ -63,13 +84,13 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 2
     t0 = time.monotonic()
-    cp = ControlPlane(state_dir)
+    cp = ControlPlane(state_dir, real_node=not args.kwok)
     try:
         cp.start()
     except Exception as exc:  # noqa: BLE001
         print(f"control plane failed to start: {exc}\nlogs: {cp.logs}", file=sys.stderr)
         return 1
-    print(f"control plane up in {time.monotonic() - t0:.1f}s; apiserver https://127.0.0.1:"
+    print(f"control plane up in {time.monotonic() - t0:.1f}s; apiserver https://{cp.host_ip}:"
           f"{cp.ports['apiserver']}; step timings {cp.timings}; logs in {cp.logs}; stop with: python -m tests.controlplane down"
           + (f" --state-dir {args.state_dir}" if args.state_dir else ""), file=sys.stderr)
     print(f"export KUBECONFIG={cp.kubeconfig}")

@@ -3,6 +3,8 @@
 # modules through the Go module proxy, never from a git clone:
 #   etcd, kube-apiserver, kube-controller-manager, kube-scheduler  (go/ wrapper module)
 #   ray-operator (KubeRay) + its CRDs                               (go/kuberay wrapper module)
+#   kubelet, kube-proxy (the real test node)                        (go/ wrapper module)
+#   coredns with the plugins cluster DNS needs                      (go/coredns wrapper module)
 #   kwok + its default stages, helm                                 (go install @version)
 #
 # Output: ${GENEVA_CACHE:-$HOME/.cache/geneva-operator}/bin/<component>-<version>/
@@ -11,7 +13,7 @@
 # GOCACHE are used, so rebuilding after a version bump is incremental.
 #
 # Usage: tests/controlplane/build.sh [component ...]
-#   components: etcd kubernetes kuberay kwok helm (default: all)
+#   components: etcd kubernetes node coredns kuberay kwok helm (default: all)
 # Env: GENEVA_CACHE, GO (go binary), BUILD_PARALLELISM (go build -p, default 2)
 set -euo pipefail
 
@@ -81,26 +83,51 @@ build_etcd() {
     finish "$tmp" "$out"
 }
 
-build_kubernetes() {
-    local out="$bindir/kubernetes-$KUBERNETES_VERSION"
-    local cmds=(kube-apiserver kube-controller-manager kube-scheduler)
-    if [[ -x "$out/kube-apiserver" && -x "$out/kube-controller-manager" && -x "$out/kube-scheduler" ]]; then
-        log "kubernetes $KUBERNETES_VERSION cached"; return
-    fi
-    check_wrapper_pins
+k8s_ldflags() { # the version stamps `kubectl version` and the components report
     local v="${KUBERNETES_VERSION#v}" major minor
     major="${v%%.*}"; minor="${v#*.}"; minor="${minor%%.*}"
-    local ld="-s -w"
-    local pkg
+    local ld="-s -w" pkg
     for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
         ld+=" -X $pkg.gitVersion=$KUBERNETES_VERSION -X $pkg.gitMajor=$major -X $pkg.gitMinor=$minor"
         ld+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
     done
-    local tmp; newtmp kubernetes
-    local c
-    for c in "${cmds[@]}"; do
+    echo "$ld"
+}
+
+# build_k8s_cmds OUTDIR CMD...: k8s.io/kubernetes/cmd/<CMD> from the wrapper module into OUTDIR.
+build_k8s_cmds() {
+    local out="$1"; shift
+    local c missing=0
+    for c in "$@"; do [[ -x "$out/$c" ]] || missing=1; done
+    if [[ $missing -eq 0 ]]; then log "$(basename "$out") cached"; return; fi
+    check_wrapper_pins
+    local ld; ld=$(k8s_ldflags)
+    local tmp; newtmp "$(basename "$out")"
+    for c in "$@"; do
         timed "$c" bash -c "cd '$here/go' && '$GO' build -p '$P' -ldflags '$ld' -o '$tmp/$c' k8s.io/kubernetes/cmd/$c"
     done
+    finish "$tmp" "$out"
+}
+
+build_kubernetes() {
+    build_k8s_cmds "$bindir/kubernetes-$KUBERNETES_VERSION" kube-apiserver kube-controller-manager kube-scheduler
+}
+
+# The real node of the pods tier (kept apart so the control plane alone stays cached).
+build_node() {
+    build_k8s_cmds "$bindir/kubernetes-node-$KUBERNETES_VERSION" kubelet kube-proxy
+}
+
+build_coredns() {
+    local out="$bindir/coredns-$COREDNS_VERSION"
+    [[ -x "$out/coredns" ]] && { log "coredns $COREDNS_VERSION cached"; return; }
+    local mod=github.com/coredns/coredns v
+    v=$(cd "$here/go/coredns" && "$GO" list -m -f '{{.Version}}' "$mod")
+    if [[ "$v" != "$COREDNS_VERSION" ]]; then
+        log "go/coredns/go.mod pins coredns=$v but versions.env says $COREDNS_VERSION"; exit 1
+    fi
+    local tmp; newtmp coredns
+    (cd "$here/go/coredns" && "$GO" build -p "$P" -ldflags "-s -w" -o "$tmp/coredns" .)
     finish "$tmp" "$out"
 }
 
@@ -158,11 +185,11 @@ build_helm() {
 }
 
 components=("$@")
-[[ ${#components[@]} -eq 0 ]] && components=(etcd kubernetes kuberay kwok helm)
+[[ ${#components[@]} -eq 0 ]] && components=(etcd kubernetes node coredns kuberay kwok helm)
 t_all=$(date +%s)
 for c in "${components[@]}"; do
     case "$c" in
-        etcd|kubernetes|kuberay|kwok|helm) timed "$c" "build_$c" ;;
+        etcd|kubernetes|node|coredns|kuberay|kwok|helm) timed "$c" "build_$c" ;;
         *) log "unknown component: $c"; exit 2 ;;
     esac
 done

@@ -7,10 +7,12 @@ Runs, as plain processes on 127.0.0.1 (binaries built by ``build.sh``):
   tokens), kube-controller-manager (garbage collector, namespace, service
   account ... controllers, per-controller SA credentials), kube-scheduler,
 * the KubeRay operator (with its CRDs applied first),
-* kwok, which turns Nodes annotated ``kwok.x-k8s.io/node: fake`` into simulated
-  nodes and drives the pods bound to them to Running/Ready.
-
-Three kwok nodes carry the geneva node labels (head / cpu worker / gpu worker).
+* either kwok, which turns Nodes annotated ``kwok.x-k8s.io/node: fake`` into simulated
+  nodes and drives the pods bound to them to Running/Ready -- three kwok nodes carry the
+  geneva node labels (head / cpu worker / gpu worker) --,
+* or (``real_node=True``) one real node, ``node.py``: containerd, kubelet, kube-proxy and
+  CoreDNS on a bridge of its own, where pods run for real. The API server then listens on the
+  bridge's gateway address instead of 127.0.0.1, so that pods reach it.
 
 Only the standard library is needed (plus ``openssl`` when ``cryptography`` is
 not installed) and ``kubectl`` on PATH (or $KUBECTL).
@@ -37,6 +39,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
+from . import hostnet
+from .node import NODE_NAME, RealNode
 from .pki import PKI, CertSpec
 
 HERE = Path(__file__).resolve().parent
@@ -89,6 +93,9 @@ class Binaries:
     kwok: Path
     kwok_stages: Path  # directory of kwok Stage yaml files
     helm: Path
+    kubelet: Path
+    kube_proxy: Path
+    coredns: Path
 
     @classmethod
     def from_cache(cls, bindir: Path | None = None, versions: dict[str, str] | None = None) -> "Binaries":
@@ -97,6 +104,7 @@ class Binaries:
         k8s = b / f"kubernetes-{v['KUBERNETES_VERSION']}"
         kuberay = b / f"kuberay-{v['KUBERAY_VERSION']}"
         kwok = b / f"kwok-{v['KWOK_VERSION']}"
+        node = b / f"kubernetes-node-{v['KUBERNETES_VERSION']}"
         return cls(
             etcd=b / f"etcd-{v['ETCD_VERSION']}" / "etcd",
             kube_apiserver=k8s / "kube-apiserver",
@@ -107,10 +115,15 @@ class Binaries:
             kwok=kwok / "kwok",
             kwok_stages=kwok / "stages",
             helm=b / f"helm-{v['HELM_VERSION']}" / "helm",
+            kubelet=node / "kubelet",
+            kube_proxy=node / "kube-proxy",
+            coredns=b / f"coredns-{v['COREDNS_VERSION']}" / "coredns",
         )
 
-    def missing(self) -> list[Path]:
-        return [p for p in vars(self).values() if not p.exists()]
+    NODE_ONLY = ("kubelet", "kube_proxy", "coredns")
+
+    def missing(self, real_node: bool = True) -> list[Path]:
+        return [p for k, p in vars(self).items() if (real_node or k not in self.NODE_ONLY) and not p.exists()]
 
 
 def build(components: Sequence[str] = (), check: bool = True) -> subprocess.CompletedProcess:
@@ -118,13 +131,13 @@ def build(components: Sequence[str] = (), check: bool = True) -> subprocess.Comp
     return subprocess.run(["bash", str(BUILD_SCRIPT), *components], check=check)
 
 
-def ensure_built() -> Binaries:
+def ensure_built(real_node: bool = True) -> Binaries:
     bins = Binaries.from_cache()
-    if bins.missing():
+    if bins.missing(real_node):
         build()
         bins = Binaries.from_cache()
-        if bins.missing():
-            raise RuntimeError(f"build.sh did not produce {bins.missing()}")
+        if bins.missing(real_node):
+            raise RuntimeError(f"build.sh did not produce {bins.missing(real_node)}")
     return bins
 
 
@@ -326,12 +339,12 @@ class Proc:
 
 
 class ControlPlane(Cluster):
-    """etcd + kube-apiserver + kube-controller-manager + kube-scheduler + KubeRay + kwok."""
+    """etcd + kube-apiserver + kube-controller-manager + kube-scheduler + KubeRay + kwok or a real node."""
 
-    # Service ClusterIPs and kwok pod IPs. Nothing routes them (no kube-proxy,
-    # no CNI): never dial a pod or service IP from tests. Pod IPs are kept in
-    # the loopback range so that a mistaken dial stays on this machine.
-    SERVICE_CIDR = "10.96.0.0/16"
+    # Service ClusterIPs (the benchmarking range: never a real network's). With kwok nothing
+    # routes them, nor kwok's pod IPs, which are kept in the loopback range so that a mistaken
+    # dial stays on this machine; with a real node kube-proxy serves them (hostnet.py).
+    SERVICE_CIDR = hostnet.SERVICE_CIDR
     POD_CIDR = "127.64.0.0/16"
     SA_ISSUER = "https://kubernetes.default.svc.cluster.local"
 
@@ -341,9 +354,13 @@ class ControlPlane(Cluster):
         ("ray-gpu-0", {GPU_LABEL: "true"}, {"nvidia.com/gpu": "2"}),
     )
 
+    # The labels of the real node: it takes the head and the CPU workers (no GPU here).
+    REAL_NODE_LABELS = {HEAD_LABEL: "true", CPU_LABEL: "true"}
+
     def __init__(self, state_dir: Path | str | None = None, binaries: Binaries | None = None,
-                 start_timeout: float = 180):
+                 start_timeout: float = 180, real_node: bool = False):
         self._own_tmp = state_dir is None
+        self.real_node = real_node
         self.state_dir = Path(state_dir) if state_dir else Path(tempfile.mkdtemp(prefix="geneva-cp-"))
         super().__init__(self.state_dir / "admin.kubeconfig")
         self.bins = binaries
@@ -352,6 +369,12 @@ class ControlPlane(Cluster):
         self.ports: dict[str, int] = {}
         self.pki = PKI(self.state_dir / "pki")
         self.logs = self.state_dir / "logs"
+        self.node = RealNode(self, self.REAL_NODE_LABELS) if real_node else None
+
+    @property
+    def host_ip(self) -> str:
+        """Where the API server listens: loopback, or the node bridge's gateway so pods reach it."""
+        return hostnet.GATEWAY if self.real_node else LOOPBACK
 
     # ---- state file ------------------------------------------------------
     @property
@@ -361,7 +384,8 @@ class ControlPlane(Cluster):
     def _save_state(self) -> None:
         state = {
             "kubeconfig": str(self.kubeconfig),
-            "server": f"https://{LOOPBACK}:{self.ports.get('apiserver')}",
+            "server": f"https://{self.host_ip}:{self.ports.get('apiserver')}",
+            "real_node": self.real_node,
             "ports": self.ports,
             "startup_timings_s": getattr(self, "timings", {}),
             "processes": [
@@ -376,8 +400,8 @@ class ControlPlane(Cluster):
     @classmethod
     def attach(cls, state_dir: Path | str) -> "ControlPlane":
         """Re-open a control plane started earlier (e.g. by ``up``) from its state file."""
-        cp = cls(state_dir)
-        state = json.loads(cp.state_file.read_text())
+        state = json.loads((Path(state_dir) / STATE_FILE).read_text())
+        cp = cls(state_dir, real_node=state.get("real_node", False))
         cp.ports = state["ports"]
         cp.procs = {p["name"]: Proc(**p) for p in state["processes"]}
         return cp
@@ -386,15 +410,19 @@ class ControlPlane(Cluster):
     def start(self) -> "ControlPlane":
         t0 = time.monotonic()
         if self.bins is None:
-            self.bins = ensure_built()
-        missing = self.bins.missing()
+            self.bins = ensure_built(self.real_node)
+        missing = self.bins.missing(self.real_node)
         if missing:
             raise RuntimeError(f"missing binaries {missing}; run tests/controlplane/build.sh")
         self.logs.mkdir(parents=True, exist_ok=True)
         (self.state_dir / MARKER_FILE).write_text("state dir of tests/controlplane; safe to delete\n")
         steps = [self._pki, self._start_etcd, self._start_apiserver, self._start_controller_manager,
-                 self._start_scheduler, self._install_kuberay_crds, self._start_kuberay,
-                 self._start_kwok, self._create_nodes, self._wait_for_system]
+                 self._start_scheduler, self._install_kuberay_crds, self._start_kuberay]
+        if self.node:
+            steps = [self.node.prepare_host, *steps, self.node.start]
+        else:
+            steps += [self._start_kwok, self._create_nodes]
+        steps.append(self._wait_for_system)
         self.timings: dict[str, float] = {}
         try:
             for step in steps:
@@ -431,6 +459,8 @@ class ControlPlane(Cluster):
                 except subprocess.TimeoutExpired:
                     pass
         self.procs.clear()
+        if self.node:
+            self.node.stop()
         if remove_state is None:
             remove_state = self._own_tmp
         if remove_state:
@@ -490,7 +520,8 @@ class ControlPlane(Cluster):
             "apiserver", "kube-apiserver", server=True,
             dns_names=["localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc",
                        "kubernetes.default.svc.cluster.local"],
-            ip_addresses=[LOOPBACK, "10.96.0.1"],
+            # The first Service address: the `kubernetes` Service pods reach the API server by.
+            ip_addresses=list(dict.fromkeys([LOOPBACK, self.host_ip, "198.19.0.1"])),
         ))
         users = {
             "admin": ("kubernetes-admin", ["system:masters"]),
@@ -502,18 +533,22 @@ class ControlPlane(Cluster):
         }
         for name, (cn, orgs) in users.items():
             pki.issue(CertSpec(name, cn, orgs, client=True))
+        if self.node:
+            self.node.issue_certificates()
         pki.create_keypair("sa")
-        self.ports["apiserver"] = free_port()
-        server = f"https://{LOOPBACK}:{self.ports['apiserver']}"
-        ca = pki.ca_crt.read_bytes()
+        self.ports["apiserver"] = free_port(self.host_ip)
         for name in users:
-            cfg = _kubeconfig(server, ca, name, {
-                "client-certificate-data": base64.b64encode(pki.crt(name).read_bytes()).decode(),
-                "client-key-data": base64.b64encode(pki.key(name).read_bytes()).decode(),
-            })
-            path = self._kubeconfig_path(name)
-            path.write_text(json.dumps(cfg, indent=2))
-            path.chmod(0o600)
+            self.write_client_kubeconfig(name, self._kubeconfig_path(name))
+
+    def write_client_kubeconfig(self, user: str, path: Path) -> Path:
+        """A kubeconfig that authenticates as `user` with its client certificate from our PKI."""
+        cfg = _kubeconfig(f"https://{self.host_ip}:{self.ports['apiserver']}", self.pki.ca_crt.read_bytes(), user, {
+            "client-certificate-data": base64.b64encode(self.pki.crt(user).read_bytes()).decode(),
+            "client-key-data": base64.b64encode(self.pki.key(user).read_bytes()).decode(),
+        })
+        path.write_text(json.dumps(cfg, indent=2))
+        path.chmod(0o600)
+        return path
 
     def _kubeconfig_path(self, user: str) -> Path:
         return self.kubeconfig if user == "admin" else self.state_dir / f"{user}.kubeconfig"
@@ -559,10 +594,23 @@ class ControlPlane(Cluster):
     def _start_apiserver(self) -> None:
         pki = self.pki
         port = self.ports["apiserver"]
+        if self.node:
+            # The `kubernetes` Service's endpoint is the bridge address: kept by the lease
+            # reconciler, like a real cluster's; kubelets are reached by their InternalIP
+            # (the host's resolver knows no node names).
+            node_flags = [
+                "--kubelet-preferred-address-types=InternalIP",
+                f"--kubelet-client-certificate={pki.crt('apiserver-kubelet-client')}",
+                f"--kubelet-client-key={pki.key('apiserver-kubelet-client')}",
+            ]
+        else:
+            # The 'kubernetes' Service would get 127.0.0.1 as its endpoint,
+            # which Endpoints validation rejects (loopback): don't reconcile it.
+            node_flags = ["--endpoint-reconciler-type=none"]
         self._spawn("kube-apiserver", [
             str(self.bins.kube_apiserver),
             f"--etcd-servers=http://{LOOPBACK}:{self.ports['etcd']}",
-            f"--bind-address={LOOPBACK}", f"--advertise-address={LOOPBACK}", f"--secure-port={port}",
+            f"--bind-address={self.host_ip}", f"--advertise-address={self.host_ip}", f"--secure-port={port}",
             f"--tls-cert-file={pki.crt('apiserver')}", f"--tls-private-key-file={pki.key('apiserver')}",
             f"--client-ca-file={pki.ca_crt}",
             # Only so that the extension-apiserver-authentication ConfigMap is
@@ -577,15 +625,13 @@ class ControlPlane(Cluster):
             f"--service-account-key-file={self.state_dir / 'pki' / 'sa.pub'}",
             f"--service-account-signing-key-file={pki.key('sa')}",
             f"--service-cluster-ip-range={self.SERVICE_CIDR}",
-            # The 'kubernetes' Service would get 127.0.0.1 as its endpoint,
-            # which Endpoints validation rejects (loopback): don't reconcile it.
-            "--endpoint-reconciler-type=none",
+            *node_flags,
             "--allow-privileged=true",
             "--profiling=false",
             "--v=1",
         ])
         self._wait("kube-apiserver", "/readyz",
-                   lambda: self._https_get(f"https://{LOOPBACK}:{port}/readyz")[0] == 200)
+                   lambda: self._https_get(f"https://{self.host_ip}:{port}/readyz")[0] == 200)
 
     def _start_controller_manager(self) -> None:
         self._start_kube_component("controller-manager", self.bins.kube_controller_manager, [
