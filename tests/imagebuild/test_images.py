@@ -176,6 +176,9 @@ def test_ray_worker_has_the_engine_ray_and_wget(unpacked):
     for tool in ("wget", "bash", "pip", "ray"):
         assert img.run("bash", "-c", f"command -v {tool}").stdout.strip(), tool
     assert "GNU Wget" in img.run("wget", "--version").stdout
+    # KubeRay runs `/bin/bash -lc -- "ulimit ...; ray start ..."`: a login shell must find the env
+    login = img.run("/bin/bash", "-lc", "command -v ray python pip").stdout.split()
+    assert login == ["/home/ray/venv/bin/ray", "/home/ray/venv/bin/python", "/home/ray/venv/bin/pip"], login
     # `python -m geneva_operator.engine.job` is what the operator runs in the head pod
     img.run("python", "-c", "import runpy, importlib.util; assert importlib.util.find_spec('geneva_operator.engine.job')")
     # the Python env belongs to the runtime user (KubeRay's runtime_env / pip installs work)
@@ -230,11 +233,25 @@ def test_second_build_is_all_cache_hits(images):
 
 
 def _context_copy(dst: Path) -> Path:
+    """The Dockerfile, .dockerignore and every source a COPY names (not COPY --from)."""
+    import shlex
+
+    from tests.packaging.test_dockerfile import stages
+
+    result, _ = stages((REPO / "Dockerfile").read_text())
+    sources = {"Dockerfile", ".dockerignore"}
+    for stage in result.values():
+        for op, args in stage["ops"]:
+            if op == "COPY" and "--from=" not in args:
+                sources.update(s.rstrip("/") for s in [a for a in shlex.split(args) if not a.startswith("--")][:-1])
     dst.mkdir()
-    for name in ("Dockerfile", ".dockerignore", "pyproject.toml", "README.md"):
-        shutil.copy2(REPO / name, dst / name)
-    shutil.copytree(REPO / "operator", dst / "operator",
-                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info"))
+    for name in sorted(sources):
+        src, out = REPO / name, dst / name
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if src.is_dir():
+            shutil.copytree(src, out, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info"))
+        else:
+            shutil.copy2(src, out)
     return dst
 
 

@@ -231,7 +231,7 @@ def test_dockerignore_keeps_what_copy_needs_and_nothing_else(parsed):
             if op == "COPY" and "--from=" not in args:
                 toks = [t for t in shlex.split(args) if not t.startswith("--")]
                 sources.update(t.rstrip("/") for t in toks[:-1])
-    assert sources == {"pyproject.toml", "README.md", "operator"}, sources
+    assert sources == {"pyproject.toml", "README.md", "operator", "examples/udfs"}, sources
     for src in sources:
         assert (REPO / src).exists(), src
         assert not _dockerignored(src, patterns), f"{src} is excluded from the build context"
