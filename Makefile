@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PIP    := $(VENV)/bin/pip
 
-.PHONY: install test test-unit test-engine e2e crds crds-check chart-lint render bench bench-operator demo image images tools cluster-up cluster-down clean
+.PHONY: install test test-unit test-engine test-pods e2e crds crds-check chart-lint render bench bench-operator demo image images tools cluster-up cluster-down clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -13,9 +13,12 @@ $(PY):
 install: $(PY)
 	$(PIP) install --quiet -e ".[dev]"
 
-# The one test command (README and .ci/run both call it): every tier, real components.
-test: install tools
-	$(PY) -m pytest tests
+# The one test command (README and .ci/run both call it): every tier, real components. Everything
+# is built first (the pods tier must not share the CPU with builds); the pods tier runs in a
+# pytest of its own, after the others' local Rays and kwok control plane are gone.
+test: install tools images
+	$(PY) -m pytest tests -m "not pods"
+	$(PY) -m pytest tests -m pods
 
 test-unit: install
 	$(PY) -m pytest tests/unit
@@ -25,6 +28,10 @@ test-engine: install
 
 e2e: install tools
 	$(PY) -m pytest tests/cluster tests/packaging
+
+# The pods tier alone: one real node, the project's images, real Ray pods (root).
+test-pods: install tools images
+	$(PY) -m pytest tests -m pods
 
 crds: install
 	$(PY) -m geneva_operator.api.crd write
@@ -38,7 +45,9 @@ crds-check: install
 tools:
 	bash tests/controlplane/build.sh
 
+# A control plane with one real node (root); `make images` then puts the project's images on it.
 cluster-up: install tools
+	$(PY) -m tests.imagebuild build --only pause
 	$(PY) -m tests.controlplane up
 
 cluster-down:
@@ -64,8 +73,9 @@ bench-operator: install tools
 
 # The images from the Dockerfile without a Docker engine or a registry (buildah, bases from Debian),
 # as OCI archives under ~/.cache/geneva-operator/images (tests/imagebuild).
+# Imported into `make cluster-up`'s node when one runs.
 images: install
-	$(PY) -m tests.imagebuild build
+	$(PY) -m tests.controlplane images
 
 # No Docker engine on the development machines: this target is for users who have one.
 image:

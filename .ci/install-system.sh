@@ -2,7 +2,10 @@
 # Debian packages the test tiers need. Idempotent: apt runs only when something is missing.
 set -euo pipefail
 need=()
-for pkg in openssl buildah umoci skopeo debootstrap gcc libc6-dev; do
+# openssl: the control plane's PKI fallback; buildah ... libc6-dev: the images (tests/imagebuild);
+# containerd ... conntrack: the real node of the pods tier (tests/controlplane/node.py).
+for pkg in openssl buildah umoci skopeo debootstrap gcc libc6-dev \
+           containerd runc containernetworking-plugins iptables iproute2 conntrack kmod; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then

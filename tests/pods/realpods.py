@@ -115,6 +115,19 @@ def readme_example(namespace: str, s3: S3Server, uri: str, **overrides: Any) -> 
     return m
 
 
+def put_ray_base_on_node(cluster: ControlPlane, work: Path) -> str:
+    """The Ray base image the ray-worker image is built on (Ray 2.60 as rayproject/ray ships it:
+    no geneva_operator, no lancedb), onto the node: a real image that lacks the engine."""
+    from tests.imagebuild.build import RAY_BASE, Builder
+
+    archive = work / "ray-base.tar"
+    Builder(log=lambda _: None).buildah("push", "--quiet", RAY_BASE, f"oci-archive:{archive}:{RAY_BASE}")
+    res = cluster.node.ctr("images", "import", str(archive))
+    assert res.returncode == 0, res.stderr
+    archive.unlink()
+    return RAY_BASE
+
+
 # ---------------------------------------------------------------- helm
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from tests.cluster.operator_fixtures import conditions, phase
 
-from realpods import BUCKET, make_table, readme_example, wait_for
+from realpods import BUCKET, make_table, put_ray_base_on_node, readme_example, wait_for
 
 DEADLINE = 60  # startupDeadlineSeconds of these backfills
 
@@ -73,9 +73,9 @@ def test_a_group_no_node_takes_shows_its_label_as_the_reason(pods_cluster, opera
     assert "geneva.lancedb.com/ray-worker-gpu" in failed["status"]["message"]
 
 
-def test_an_image_without_the_engine_fails_fast_naming_the_image(pods_cluster, operator_release, s3, user_namespace):
-    from tests.imagebuild import RAY_BASE_IMAGE  # Ray 2.60 as rayproject/ray ships it: no geneva, no lancedb
-
+def test_an_image_without_the_engine_fails_fast_naming_the_image(pods_cluster, operator_release, s3, user_namespace,
+                                                                 tmp_path):
+    RAY_BASE_IMAGE = put_ray_base_on_node(pods_cluster, tmp_path)
     ns, k = user_namespace, pods_cluster
     uri = f"s3://{BUCKET}/{ns}"
     make_table(s3, uri, rows=1000, fragments=1)
