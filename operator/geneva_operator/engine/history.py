@@ -50,9 +50,10 @@ def carry_over(loc: TableLocation, ds: lance.LanceDataset, candidates: list[Frag
     if not by_id:
         return {}
     carried: dict[int, FragmentRecord] = {}
+    versions: dict[int, lance.LanceDataset] = {}  # old versions opened for their deletions, once each
     for tx in reversed(_rewrites_of(ds, set(by_id))):  # oldest first: a later one may take what an earlier one wrote
         for group in tx.operation.groups:
-            for rec in _carry_group(loc, tx.read_version, group, by_id, key, out_ids, in_ids):
+            for rec in _carry_group(loc, versions, tx.read_version, group, by_id, key, out_ids, in_ids):
                 by_id.setdefault(rec.fragment_id, []).append(rec)
                 carried[rec.fragment_id] = rec
     return {fid: rec for fid, rec in carried.items() if fid in live}
@@ -88,14 +89,14 @@ def _valid_for(meta, recs: list[FragmentRecord], key: str, out_ids, in_ids) -> O
     return None
 
 
-def _carry_group(loc, read_version: int, group, by_id, key, out_ids, in_ids) -> list[FragmentRecord]:
+def _carry_group(loc, versions, read_version: int, group, by_id, key, out_ids, in_ids) -> list[FragmentRecord]:
     old, new = group.old_fragments, group.new_fragments
     parts, run_ids = [], set()
     for meta in old:
         rec = _valid_for(meta, by_id.get(meta.id, []), key, out_ids, in_ids)
         done = rec.done_mask() if rec is not None else np.zeros(meta.physical_rows, dtype=bool)
         if meta.deletion_file is not None:
-            alive = _alive(loc, read_version, meta)
+            alive = _alive(loc, versions, read_version, meta)
             if alive is None:
                 return []
             done = done[alive]
@@ -119,11 +120,13 @@ def _carry_group(loc, read_version: int, group, by_id, key, out_ids, in_ids) -> 
     return out
 
 
-def _alive(loc: TableLocation, read_version: int, meta) -> Optional[np.ndarray]:
+def _alive(loc: TableLocation, versions: dict, read_version: int, meta) -> Optional[np.ndarray]:
     """Offsets of the live rows of an old fragment, read at the version the rewrite read;
     None when that version or its deletion file is gone, or it is not the one rewritten."""
     try:
-        frag = loc.open(read_version).get_fragment(meta.id)
+        if read_version not in versions:
+            versions[read_version] = loc.open(read_version)
+        frag = versions[read_version].get_fragment(meta.id)
         if frag is None or frag.metadata.deletion_file is None \
                 or frag.metadata.deletion_file.asdict() != meta.deletion_file.asdict():
             return None
