@@ -11,10 +11,10 @@ next to the other Go-built test tools. Lance reaches it through a service-accoun
 `google_service_account` storage option: a path, not a secret, so the API accepts it.
 """
 import json
-import os
-import shutil
+import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.request
@@ -127,6 +127,49 @@ def test_a_driver_dead_after_a_fragment_resumes_from_its_record_on_gcs(gcs, ray_
     assert r.rows_computed == 300 and r.rows_done == 1000  # the 700-row fragment came from its record
     assert column(uri, opts)
     assert objects(url, "db/r.lance/_geneva/n/") == ["db/r.lance/_geneva/n/state.arrow"]
+
+
+def test_a_driver_killed_mid_run_on_gcs_resumes_without_recomputing_its_finished_fragments(gcs, tmp_path, ray_session):
+    from test_resume import logged
+
+    url, opts = gcs
+    sizes, uri = [400, 300, 500, 300], "gs://lake/db"
+    conn, start = lancedb.connect(uri, storage_options=opts), 0
+    for i, n in enumerate(sizes):
+        part = pa.table({"x": pa.array(range(start, start + n), pa.int64()), "frag": pa.array([i] * n, pa.int64())})
+        conn.create_table("k", part) if i == 0 else conn.open_table("k").add(part)
+        start += n
+    log = tmp_path / "calls.log"
+    spec = {"table": {"uri": uri, "name": "k", "storageOptions": opts}, "column": "y", "commitEvery": 1, "concurrency": 1,
+            "udf": {"function": "sample_udfs:Logged", "inputColumns": ["x", "frag"], "outputType": "int64",
+                    "initArgs": {"log": str(log), "delay": 0.5}, "batchSize": 100}}
+    path = tmp_path / "backfill.yaml"
+    path.write_text(json.dumps(spec))
+    table_uri = f"{uri}/k.lance"
+    v0 = lance.dataset(table_uri, storage_options=opts).version
+    proc = subprocess.Popen([sys.executable, "-m", "geneva_operator.engine.cli", "run", "-f", str(path),
+                             "--ray-address", ray_session, "--progress", "log"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 120
+        while lance.dataset(table_uri, storage_options=opts).version < v0 + 2:  # two fragments committed
+            assert proc.poll() is None, proc.stdout.read().decode()
+            assert time.monotonic() < deadline, "no commit became visible"
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait()
+    time.sleep(3)  # let Ray reap the dead driver's tasks
+    first = logged(log)
+    finished = {f for f, n in first.items() if n == sizes[f]}
+    assert {0, 1} <= finished and sum(first.values()) < sum(sizes)
+    before = log.stat().st_size
+    r = run_backfill(spec)
+    second = sum(int(line.split()[1]) for line in log.read_text()[before:].splitlines() if line)
+    assert r.rows_computed == second == sum(n for f, n in enumerate(sizes) if f not in finished)
+    got = lance.dataset(table_uri, storage_options=opts).to_table(columns=["x", "y"]).to_pydict()
+    assert got["y"] == [2 * x for x in got["x"]]
+    assert objects(url, "db/k.lance/_geneva/y/") == ["db/k.lance/_geneva/y/state.arrow"]
 
 
 def test_bad_gcs_credentials_are_refused_naming_the_field(gcs, tmp_path):
