@@ -49,7 +49,7 @@ class RealNode:
         owner = hostnet.OWNER_FILE
         if owner.exists():
             other = Path(owner.read_text().strip())
-            if other != self.cp.state_dir and _node_running(other):
+            if other != self.cp.state_dir and node_running(other):
                 raise RuntimeError(f"a real node of the control plane in {other} is running on this machine; "
                                    f"stop it first: python -m tests.controlplane down --state-dir {other}")
         done = hostnet.clean_host()
@@ -296,7 +296,7 @@ def kubelet_config(d: Path, client_ca: Path, healthz_port: int) -> dict:
     }
 
 
-def _node_running(state_dir: Path) -> bool:
+def node_running(state_dir: Path) -> bool:
     """Whether the node recorded in another state dir still has a live kubelet or containerd."""
     try:
         state = json.loads((state_dir / "state.json").read_text())

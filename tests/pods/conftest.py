@@ -16,6 +16,7 @@ Every test here carries the marker ``pods`` (``pytest -m pods`` runs exactly thi
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 import uuid
 from pathlib import Path
@@ -31,6 +32,7 @@ if str(REPO) not in sys.path:
 from tests.controlplane import hostnet  # noqa: E402
 from tests.conftest import run_control_plane  # noqa: E402
 from tests.controlplane.harness import ControlPlane, default_state_dir  # noqa: E402
+from tests.controlplane.node import node_running  # noqa: E402
 
 from realpods import (  # noqa: E402
     RAY_RUNNER,
@@ -66,10 +68,30 @@ def pods_cluster(request, tmp_path_factory) -> Iterator[ControlPlane]:
     # Ray's first start on a busy 2-core machine is slow: generous start timeouts.
     cp = ControlPlane(tmp_path_factory.mktemp("pods-plane", numbered=True) / "state", real_node=True,
                       start_timeout=300)
-    yield from run_control_plane(request, cp)
+    planted = _plant_leftovers()
+    for started in run_control_plane(request, cp):
+        # A run killed without its teardown (CI kills every process first) left these: the start removed them.
+        cleaned = (cp.logs / "host-clean.log").read_text()
+        for trace in planted:
+            assert trace in cleaned, f"{trace!r} was not cleaned before the node started: {cleaned}"
+        yield started
     # What `make cluster-down` promises: nothing of the node is left on the host.
     left = hostnet.traces()
     assert not left, f"the node left traces on the host: {left}"
+
+
+def _plant_leftovers() -> list[str]:
+    """What a killed node leaves behind, as far as it can be made without a node: the bridge,
+    a KUBE-* chain, the blackhole route, a pod cgroup. Returns the lines host-clean.log must show."""
+    owner = hostnet.OWNER_FILE
+    if owner.exists() and node_running(Path(owner.read_text().strip())):
+        return []  # another cluster's node is up: the start refuses, saying whose, before touching it
+    hostnet.clean_host()  # the real leftovers of an earlier run, if any, so that ours can be planted
+    subprocess.run(["ip", "link", "add", hostnet.BRIDGE, "type", "bridge"], check=True)
+    subprocess.run(["ip", "route", "add", "blackhole", hostnet.POD_RANGE], check=True)
+    subprocess.run(["iptables", "-t", "nat", "-N", "KUBE-LEFTOVER"], check=True)
+    (hostnet.CGROUPS / "pids" / hostnet.CGROUP_ROOT / "kubepods-leftover").mkdir(parents=True)
+    return [f"bridge {hostnet.BRIDGE}", f"route blackhole {hostnet.POD_RANGE}", "iptables: 1 rules/chains", "cgroups"]
 
 
 @pytest.fixture(scope="session")
