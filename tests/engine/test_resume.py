@@ -33,6 +33,25 @@ def logged(log: Path) -> Counter:
     return seen
 
 
+def kill_after_commits(manifest, ray_address, dataset, commits: int) -> None:
+    """Run `geneva-backfill run -f manifest` and SIGKILL it right after `commits` commits are
+    visible in `dataset()` (the table, opened anew), then give Ray time to reap its tasks."""
+    v0 = dataset().version
+    proc = subprocess.Popen([sys.executable, "-m", "geneva_operator.engine.cli", "run", "-f", str(manifest),
+                             "--ray-address", ray_address, "--progress", "log"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 120
+        while dataset().version < v0 + commits:
+            assert proc.poll() is None, proc.stdout.read().decode()
+            assert time.monotonic() < deadline, "no commit became visible"
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait()
+    time.sleep(3)  # let Ray reap the dead driver's tasks
+
+
 def assert_exact(db):
     t = lance.dataset(f"{db}/t.lance").to_table(columns=["id", "x", "y"]).sort_by("id").to_pydict()
     assert t["y"] == [None if x is None else 2 * x for x in t["x"]]
@@ -49,21 +68,7 @@ def test_a_driver_killed_mid_run_resumes_without_recomputing_committed_fragments
     path = tmp_path / "backfill.yaml"
     path.write_text(yaml.safe_dump({"apiVersion": "geneva.lancedb.com/v1alpha1", "kind": "GenevaBackfill",
                                     "metadata": {"name": "resume"}, "spec": spec}))
-    v0 = lance.dataset(f"{db}/t.lance").version
-    proc = subprocess.Popen([sys.executable, "-m", "geneva_operator.engine.cli", "run", "-f", str(path),
-                             "--ray-address", ray_session, "--progress", "log"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 120
-        # kill right after the second data commit is visible
-        while lance.dataset(f"{db}/t.lance").version < v0 + 2:
-            assert proc.poll() is None, proc.stdout.read().decode()
-            assert time.monotonic() < deadline, "no commit became visible"
-            time.sleep(0.05)
-        proc.send_signal(signal.SIGKILL)
-    finally:
-        proc.wait()
-    time.sleep(3)  # let Ray reap the dead driver's tasks
+    kill_after_commits(path, ray_session, lambda: lance.dataset(f"{db}/t.lance"), 2)
     table = lance.dataset(f"{db}/t.lance").to_table(columns=["frag", "x", "y"]).to_pydict()
     committed = {f for f, x, y in zip(table["frag"], table["x"], table["y"]) if x is not None and y == 2 * x}
     if mode == "All":

@@ -11,10 +11,8 @@ next to the other Go-built test tools. Lance reaches it through a service-accoun
 `google_service_account` storage option: a path, not a secret, so the API accepts it.
 """
 import json
-import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 import urllib.request
@@ -130,7 +128,7 @@ def test_a_driver_dead_after_a_fragment_resumes_from_its_record_on_gcs(gcs, ray_
 
 
 def test_a_driver_killed_mid_run_on_gcs_resumes_without_recomputing_its_finished_fragments(gcs, tmp_path, ray_session):
-    from test_resume import logged
+    from test_resume import kill_after_commits, logged
 
     url, opts = gcs
     sizes, uri = [400, 300, 500, 300], "gs://lake/db"
@@ -146,20 +144,7 @@ def test_a_driver_killed_mid_run_on_gcs_resumes_without_recomputing_its_finished
     path = tmp_path / "backfill.yaml"
     path.write_text(json.dumps(spec))
     table_uri = f"{uri}/k.lance"
-    v0 = lance.dataset(table_uri, storage_options=opts).version
-    proc = subprocess.Popen([sys.executable, "-m", "geneva_operator.engine.cli", "run", "-f", str(path),
-                             "--ray-address", ray_session, "--progress", "log"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 120
-        while lance.dataset(table_uri, storage_options=opts).version < v0 + 2:  # two fragments committed
-            assert proc.poll() is None, proc.stdout.read().decode()
-            assert time.monotonic() < deadline, "no commit became visible"
-            time.sleep(0.05)
-        proc.send_signal(signal.SIGKILL)
-    finally:
-        proc.wait()
-    time.sleep(3)  # let Ray reap the dead driver's tasks
+    kill_after_commits(path, ray_session, lambda: lance.dataset(table_uri, storage_options=opts), 2)
     first = logged(log)
     finished = {f for f, n in first.items() if n == sizes[f]}
     assert {0, 1} <= finished and sum(first.values()) < sum(sizes)
