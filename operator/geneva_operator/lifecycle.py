@@ -256,7 +256,9 @@ def progress_from(payload: dict[str, Any], previous: Optional[Progress], now: da
         percent = min(100, frag_done * 100 // frag_total)
     else:
         percent = 100 if payload.get("committedVersion") is not None else 0
-    unchanged = previous is not None and (previous.rows_done, previous.fragments_done) == (done, frag_done)
+    committed = _optional_int(payload.get("fragmentsCommitted")), _optional_int(payload.get("rowsCommitted"))
+    unchanged = previous is not None and (previous.rows_done, previous.fragments_done) == (done, frag_done) \
+        and (previous.fragments_committed, previous.rows_committed) == committed
     if unchanged and previous.rows_total == total and previous.fragments_total == frag_total:
         return previous  # nothing new: keep updatedAt (and avoid a status patch)
     rate = payload.get("rowsPerSecond")
@@ -274,7 +276,13 @@ def progress_from(payload: dict[str, Any], previous: Optional[Progress], now: da
         rows_per_second=rate,
         eta_seconds=eta,
         updated_at=format_time(now),
+        fragments_committed=committed[0],
+        rows_committed=committed[1],
     )
+
+
+def _optional_int(value: Any) -> Optional[int]:
+    return None if value is None else int(value)
 
 
 def condition(status: BackfillStatus, type_: str) -> Optional[Condition]:

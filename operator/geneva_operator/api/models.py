@@ -480,10 +480,14 @@ class Condition(_Model):
 
 
 class Progress(_Model):
-    fragments_done: int = Field(default=0, description="Fragments computed and committed.")
+    fragments_done: int = Field(default=0, description="Fragments computed (committed, or checkpointed for a resume).")
     fragments_total: int = Field(default=0, description="Fragments the run has to compute.")
-    rows_done: int = Field(default=0, description="Rows computed and committed.")
+    rows_done: int = Field(default=0, description="Rows computed (committed, or checkpointed for a resume).")
     rows_total: int = Field(default=0, description="Rows the run has to compute.")
+    fragments_committed: Optional[int] = Field(
+        default=None, description="Of the fragments done, those committed to the table: their selected rows hold "
+        "status.udfVersion, every other row what it held before the run (what a failed run leaves).")
+    rows_committed: Optional[int] = Field(default=None, description="Rows of the committed fragments this run computed.")
     percent: int = Field(default=0, ge=0, le=100, description="rowsDone / rowsTotal, in percent.")
     rows_per_second: Optional[float] = Field(default=None, description="Recent throughput.")
     eta_seconds: Optional[int] = Field(default=None, description="Estimated seconds to completion.")

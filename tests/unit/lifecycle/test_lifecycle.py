@@ -195,6 +195,21 @@ def test_rows_per_second_derived_when_the_job_does_not_report_it():
     assert w.status.progress.rows_per_second == 100.0 and w.status.progress.eta_seconds == 30
 
 
+def test_progress_says_how_much_of_the_done_work_is_committed_and_under_which_udf_version():
+    # What a failed run leaves: the committed fragments hold status.udfVersion, the rest is as before.
+    w = World().running()
+    w.step(cluster=READY, job=w.job(JobState.RUNNING, progress={
+        "fragmentsDone": 3, "fragmentsTotal": 4, "rowsDone": 3000, "rowsTotal": 4000,
+        "fragmentsCommitted": 2, "rowsCommitted": 2000, "udfVersion": "1"}))
+    p = w.status.progress
+    assert (p.fragments_done, p.fragments_committed, p.rows_committed) == (3, 2, 2000)
+    # a commit that changes nothing else is still news
+    w.step(cluster=READY, job=w.job(JobState.RUNNING, progress={
+        "fragmentsDone": 3, "fragmentsTotal": 4, "rowsDone": 3000, "rowsTotal": 4000,
+        "fragmentsCommitted": 3, "rowsCommitted": 3000, "udfVersion": "1"}))
+    assert w.status.progress.fragments_committed == 3
+
+
 # ---------------------------------------------------------------- failures and retries
 
 
