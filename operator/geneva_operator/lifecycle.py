@@ -27,6 +27,7 @@ is never patched or deleted, only its job is stopped.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from enum import Enum
@@ -221,10 +222,28 @@ def submission_id(uid: str, run_start: str, attempt: int) -> str:
     return f"geneva-{uid[:8]}-{stamp}-{attempt}"
 
 
+# Ray echoes the entrypoint, whose argument is the whole spec in base64: kilobytes that say
+# nothing to a reader of the status (the spec is on the resource itself).
+_ENTRYPOINT_SPEC = re.compile(r"(-m [\w.]+ )[A-Za-z0-9_-]{64,}")
+# Ray's message for a failed entrypoint repeats the log, which status.logTail already holds.
+_RAY_LOG_ECHO = ", last available logs"
+# The engine's one-line report of why it stopped, and Python's last exception line.
+_ERROR_LINE = re.compile(r"^(?:error: .+|[A-Z]\w*(?:Error|Exception): .+)$")
+
+
+def failure_summary(message: str, log_tail: Optional[str]) -> str:
+    """Ray's reason without its copy of the log, plus the line of the log that says what failed."""
+    head = (message or "").split(_RAY_LOG_ECHO, 1)[0].strip()
+    lines = [ln.strip() for ln in (log_tail or message or "").splitlines()]
+    error = next((ln for ln in reversed(lines) if _ERROR_LINE.match(ln)), "")
+    return ": ".join(part for part in (head, _ENTRYPOINT_SPEC.sub(r"\1<spec>", error)) if part)
+
+
 def bound_log_tail(text: Optional[str], lines: int = LOG_TAIL_LINES, max_bytes: int = LOG_TAIL_BYTES) -> Optional[str]:
     """The last `lines` lines, at most `max_bytes` UTF-8 bytes (cut at a line start if possible)."""
     if not text:
         return None
+    text = _ENTRYPOINT_SPEC.sub(r"\1<spec>", text)
     tail = "\n".join(text.rstrip("\n").splitlines()[-lines:])
     raw = tail.encode()
     if len(raw) > max_bytes:
@@ -686,7 +705,8 @@ def _job_step(s: _Step) -> Decision:
         if missing:  # every retry would fail alike
             return s.fail(ENGINE_NOT_IN_IMAGE, _engine_not_in_image(s, missing), job.log_tail)
         reason = {JobState.FAILED: "JobFailed", JobState.STOPPED: "JobStopped"}.get(job.state, "JobLost")
-        message = job.message or (f"job {st.job_id} not found on RayCluster {s.o.cluster_name}" if reason == "JobLost" else "")
+        message = failure_summary(job.message, job.log_tail) or (
+            f"job {st.job_id} not found on RayCluster {s.o.cluster_name}" if reason == "JobLost" else "")
         if not _attempt_failed(s, reason, message, job.log_tail):
             return s.decision()
         if s.owned and s.o.cluster is not None and s.o.cluster.recreate:

@@ -213,6 +213,27 @@ def test_progress_says_how_much_of_the_done_work_is_committed_and_under_which_ud
 # ---------------------------------------------------------------- failures and retries
 
 
+SPEC_B64 = "eyJhdXRoIjp7fSwiYmFja29mZkxpbWl0IjoyLCJjbGVhbnVwIjp7InBvbGljeSI6IkFsd2F5cyJ9LCJjbHVzdGVyIjp7fX0" * 4
+UDF_IMPORT_LOG = (
+    "INFO job_manager.py:581 -- Runtime env is setting up.\n"
+    f"Running entrypoint for job geneva-1-2-3: python -m geneva_operator.engine.job {SPEC_B64}\n"
+    'GENEVA_PROGRESS {"fragmentsDone":0,"fragmentsTotal":4,"rowsDone":0,"rowsTotal":12000}\n'
+    "error: spec.udf.function: cannot import module 'examples.udfs.text': No module named 'examples'\n")
+
+
+def test_a_failed_job_says_what_failed_in_one_line_without_the_spec_blob():
+    w = World(make_spec(backoffLimit=0)).running()
+    ray_message = ("Job entrypoint command failed with exit code 2, last available logs (truncated to 20,000 chars):\n"
+                   + UDF_IMPORT_LOG)
+    w.step(cluster=READY, job=w.job(JobState.FAILED, message=ray_message, log_tail=UDF_IMPORT_LOG))
+    assert w.status.phase == "Failed"
+    assert w.status.message == (f"attempt 1 ({w.status.job_id}): JobFailed: Job entrypoint command failed with exit "
+                                "code 2: error: spec.udf.function: cannot import module 'examples.udfs.text': No module "
+                                "named 'examples'; backoffLimit 0 reached")
+    assert SPEC_B64 not in w.status.message and SPEC_B64 not in w.status.log_tail
+    assert "python -m geneva_operator.engine.job <spec>" in w.status.log_tail
+
+
 def test_failed_attempt_retries_with_a_new_id_until_backoff_limit():
     w = World(make_spec(backoffLimit=1)).running()
     first = w.status.job_id
