@@ -6,6 +6,7 @@
 #   kubelet, kube-proxy (the real test node)                        (go/ wrapper module)
 #   coredns with the plugins cluster DNS needs                      (go/coredns wrapper module)
 #   kwok + its default stages, helm                                 (go install @version)
+#   fake-gcs-server, the engine tests' GCS emulator                 (go install @version)
 #
 # Output: ${GENEVA_CACHE:-$HOME/.cache/geneva-operator}/bin/<component>-<version>/
 # Each directory appears only once complete (built in a temp dir, then renamed),
@@ -13,13 +14,15 @@
 # GOCACHE are used, so rebuilding after a version bump is incremental.
 #
 # Usage: tests/controlplane/build.sh [component ...]
-#   components: etcd kubernetes node coredns kuberay kwok helm (default: all)
+#   components: etcd kubernetes node coredns kuberay kwok helm fake-gcs-server (default: all)
 # Env: GENEVA_CACHE, GO (go binary), BUILD_PARALLELISM (go build -p, default 2)
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=versions.env
 source "$here/versions.env"
+# tests/engine/test_storage_gcs.py passes its own pin; this is the default.
+FAKE_GCS_SERVER_VERSION="${FAKE_GCS_SERVER_VERSION:-v1.56.1}"
 
 GO="${GO:-go}"
 P="${BUILD_PARALLELISM:-2}"
@@ -184,12 +187,21 @@ build_helm() {
     finish "$tmp" "$out"
 }
 
+build_fake_gcs_server() {
+    local out="$bindir/fake-gcs-server-$FAKE_GCS_SERVER_VERSION"
+    [[ -x "$out/fake-gcs-server" ]] && { log "fake-gcs-server $FAKE_GCS_SERVER_VERSION cached"; return; }
+    local tmp; newtmp fake-gcs-server
+    GOBIN="$tmp" "$GO" install -p "$P" -ldflags "-s -w" "github.com/fsouza/fake-gcs-server@$FAKE_GCS_SERVER_VERSION"
+    finish "$tmp" "$out"
+}
+
 components=("$@")
-[[ ${#components[@]} -eq 0 ]] && components=(etcd kubernetes node coredns kuberay kwok helm)
+[[ ${#components[@]} -eq 0 ]] && components=(etcd kubernetes node coredns kuberay kwok helm fake-gcs-server)
 t_all=$(date +%s)
 for c in "${components[@]}"; do
     case "$c" in
         etcd|kubernetes|node|coredns|kuberay|kwok|helm) timed "$c" "build_$c" ;;
+        fake-gcs-server) timed "$c" build_fake_gcs_server ;;
         *) log "unknown component: $c"; exit 2 ;;
     esac
 done
