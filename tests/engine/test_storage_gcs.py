@@ -31,7 +31,7 @@ import lancedb
 import pyarrow as pa
 import pytest
 
-from geneva_operator.engine import BackfillError, SpecError, StorageError, UdfError, run_backfill
+from geneva_operator.engine import BackfillError, SpecError, StorageError, run_backfill
 
 pytestmark = pytest.mark.engine
 
@@ -138,9 +138,6 @@ def test_a_backfill_that_cannot_write_to_gcs_leaves_the_table_readable_and_uncha
     assert ds.version == 2 and "n" not in ds.schema.names and ds.to_table().equals(want)
 
 
-@pytest.mark.xfail(strict=True, raises=UdfError, reason="engine: a task's failed data-file write is reported as spec.udf.function with "
-                                       "only the last line of Lance's error (a source location), not the refusal "
-                                       "(execute.run_units / _last_line)")
 def test_a_backfill_that_cannot_write_to_gcs_is_a_storage_error_carrying_the_refusal(gcs, tmp_path, ray_session):
     url, opts = gcs
     uri, spec, _ = gcs_table(url, opts, tmp_path, "e")

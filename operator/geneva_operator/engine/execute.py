@@ -28,7 +28,7 @@ from lance.file import LanceFileWriter
 
 from ..api.models import Udf
 from .checkpoint import CheckpointStore, FragmentRecord, pack_mask, unpack_mask
-from .errors import BackfillError, UdfError
+from .errors import BackfillError, StorageError, UdfError
 from .plan import ROW_OFFSET_MASK, Plan, WorkUnit
 from .table import TableLocation
 from .types import to_pyarrow
@@ -155,10 +155,14 @@ def compute_fragment(ctx: TaskContext, unit: WorkUnit) -> FragmentResult:
         raise BackfillError(None, f"fragment {unit.fragment_id}: built {len(full)} values for {n} rows")
     name = f"{uuid.uuid4().hex}.lance"
     schema = pa.schema([pa.field(ctx.column, out_type, nullable=True)])
-    writer = LanceFileWriter(ctx.location.path("data", name), schema, version=ds.data_storage_version,
-                             storage_options=ctx.location.storage_options or None)
-    writer.write_batch(pa.table([full], schema=schema))
-    writer.close()
+    try:
+        writer = LanceFileWriter(ctx.location.path("data", name), schema, version=ds.data_storage_version,
+                                 storage_options=ctx.location.storage_options or None)
+        writer.write_batch(pa.table([full], schema=schema))
+        writer.close()
+    except OSError as e:  # the store refused the write: say so, not "the udf failed"
+        raise StorageError("table.uri", f"{ctx.location.uri}: writing the data file of fragment {unit.fragment_id} "
+                                        f"failed: {_first_line(e)}") from None
     file_size = writer.size_bytes  # set by close()
 
     # After the data file is complete (its upload finished), never before: a record always
@@ -341,6 +345,12 @@ def run_units(plan: Plan, ctx: TaskContext, *, concurrency: Optional[int], on_re
             for r in results:
                 del task.units[r.fragment_id]
                 on_result(r)
+
+
+def _first_line(e: Exception) -> str:
+    # Lance's IO errors put the store's answer on the first line and a source location last.
+    text = str(e).strip()
+    return text.splitlines()[0][:1000] if text else type(e).__name__
 
 
 def _last_line(e: Exception) -> str:
