@@ -41,7 +41,8 @@ crds-check: install
 	$(PY) -m geneva_operator.api.crd check
 	$(PY) -m geneva_operator.api.reference check
 
-# Real Kubernetes components, KubeRay, kwok and Helm built from their Go modules and cached.
+# Real Kubernetes components (the real node's too), CoreDNS, KubeRay, kwok, Helm and the GCS emulator
+# built from their Go modules and cached.
 tools:
 	bash tests/controlplane/build.sh
 

@@ -21,8 +21,6 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=versions.env
 source "$here/versions.env"
-# tests/engine/test_storage_gcs.py passes its own pin; this is the default.
-FAKE_GCS_SERVER_VERSION="${FAKE_GCS_SERVER_VERSION:-v1.56.1}"
 
 GO="${GO:-go}"
 P="${BUILD_PARALLELISM:-2}"

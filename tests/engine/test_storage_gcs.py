@@ -32,11 +32,12 @@ import pyarrow as pa
 import pytest
 
 from geneva_operator.engine import BackfillError, SpecError, StorageError, run_backfill
+from tests.controlplane.harness import read_versions
 
 pytestmark = pytest.mark.engine
 
-VERSION = "v1.56.1"
 BUILD_SH = Path(__file__).resolve().parents[1] / "controlplane" / "build.sh"
+VERSION = read_versions()["FAKE_GCS_SERVER_VERSION"]  # tests/controlplane/versions.env, as for build.sh
 CACHE = Path(os.environ.get("GENEVA_CACHE", Path.home() / ".cache" / "geneva-operator"))
 BIN = CACHE / "bin" / f"fake-gcs-server-{VERSION}" / "fake-gcs-server"
 REFUSAL = "400 Bad Request"  # with {"error":{"code":400,"message":"invalid uploadType",...}}
@@ -45,8 +46,7 @@ REFUSAL = "400 Bad Request"  # with {"error":{"code":400,"message":"invalid uplo
 def emulator_binary() -> Path:
     if not BIN.exists():
         try:
-            subprocess.run(["bash", str(BUILD_SH), "fake-gcs-server"], check=True, timeout=1800,
-                           env={**os.environ, "FAKE_GCS_SERVER_VERSION": VERSION})
+            subprocess.run(["bash", str(BUILD_SH), "fake-gcs-server"], check=True, timeout=1800)
         except (OSError, subprocess.SubprocessError) as e:
             pytest.fail(f"cannot build fake-gcs-server {VERSION} (tests/controlplane/build.sh fake-gcs-server, "
                         f"needs Go and the Go module proxy): {e}")
