@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from . import hostnet
-from .node import NODE_NAME, RealNode
+from .node import RealNode
 from .pki import PKI, CertSpec
 
 HERE = Path(__file__).resolve().parent
@@ -521,7 +521,7 @@ class ControlPlane(Cluster):
             dns_names=["localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc",
                        "kubernetes.default.svc.cluster.local"],
             # The first Service address: the `kubernetes` Service pods reach the API server by.
-            ip_addresses=list(dict.fromkeys([LOOPBACK, self.host_ip, "198.19.0.1"])),
+            ip_addresses=list(dict.fromkeys([LOOPBACK, self.host_ip, hostnet.KUBERNETES_SERVICE_IP])),
         ))
         users = {
             "admin": ("kubernetes-admin", ["system:masters"]),

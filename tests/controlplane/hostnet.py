@@ -27,6 +27,7 @@ GATEWAY = "198.18.0.1"  # the bridge's address: node IP, DNS, S3 for pods, API s
 NODE_SUBNET = "198.18.0.0/24"
 POD_RANGE = "198.18.0.0/16"
 SERVICE_CIDR = "198.19.0.0/16"
+KUBERNETES_SERVICE_IP = "198.19.0.1"  # the range's first address: the API server's own Service
 GUARD_CHAIN = "GENEVA-GUARD"
 CGROUP_ROOT = "geneva"  # the kubelet's cgroupRoot, under every v1 hierarchy
 NODE_DIR = "geneva-node"  # the node's directory inside a state dir: the marker of our mounts
@@ -114,12 +115,10 @@ def traces() -> list[str]:
     routes = _run("ip", "-4", "route", "show", "table", "all").stdout
     found += [f"route {r}" for r in routes.splitlines() if "198.18." in r or "198.19." in r]
     for tool in ("iptables", "ip6tables"):
-        found += [f"{tool}: {ln}" for ln in _run(f"{tool}-save", check=False).stdout.splitlines()
-                  if "KUBE-" in ln or GUARD_CHAIN in ln]
+        found += [f"{tool}: {ln}" for ln in _run(f"{tool}-save", check=False).stdout.splitlines() if _ours(ln)]
     found += [f"process {p}" for p in sorted(_pids_in_cgroups() | _shim_pids())]
     found += [f"cgroup {h / CGROUP_ROOT}" for h in _hierarchies() if (h / CGROUP_ROOT).exists()]
-    found += [f"mount {ln.split()[4]}" for ln in Path("/proc/self/mountinfo").read_text().splitlines()
-              if f"/{NODE_DIR}/" in ln.split()[4] or ln.split()[4].startswith("/run/netns/cni-")]
+    found += [f"mount {m}" for m in _node_mounts()]
     if IP_FORWARD.read_text().strip() != "0":
         found.append("ip_forward=1")
     return found
@@ -169,15 +168,17 @@ def _kill_node_processes() -> list[str]:
     return [f"killed {len(killed)} node processes"] if killed else []
 
 
+def _node_mounts() -> set[str]:
+    """Mount points under a node's directory (pod volumes, rootfs, shm) and CNI's network namespaces."""
+    points = (line.split()[4].replace("\\040", " ") for line in Path("/proc/self/mountinfo").read_text().splitlines())
+    return {m for m in points if f"/{NODE_DIR}/" in m or m.startswith("/run/netns/cni-")}
+
+
 def _unmount_node_mounts() -> list[str]:
-    targets = []
-    for line in Path("/proc/self/mountinfo").read_text().splitlines():
-        mountpoint = line.split()[4].replace("\\040", " ")
-        if f"/{NODE_DIR}/" in mountpoint or mountpoint.startswith("/run/netns/cni-"):
-            targets.append(mountpoint)
-    for m in sorted(set(targets), key=lambda m: m.count("/"), reverse=True):
+    targets = _node_mounts()
+    for m in sorted(targets, key=lambda m: m.count("/"), reverse=True):
         _run("umount", "-l", m, check=False)
-    return [f"unmounted {len(set(targets))} mounts"] if targets else []
+    return [f"unmounted {len(targets)} mounts"] if targets else []
 
 
 def _delete_netns() -> list[str]:
@@ -193,13 +194,18 @@ def _drop_iptables_chains() -> list[str]:
     """Drop the chains kubelet and kube-proxy made (KUBE-*) and our guard, keeping all else."""
     done = []
     for tool in ("iptables", "ip6tables"):
-        saved = _run(f"{tool}-save", check=False).stdout
-        ours = [ln for ln in saved.splitlines() if "KUBE-" in ln or GUARD_CHAIN in ln]
+        saved = _run(f"{tool}-save", check=False).stdout.splitlines()
+        ours = sum(1 for ln in saved if _ours(ln))
         if ours:
-            kept = "\n".join(ln for ln in saved.splitlines() if ln not in ours) + "\n"
+            kept = "\n".join(ln for ln in saved if not _ours(ln)) + "\n"
             subprocess.run([f"{tool}-restore"], input=kept, text=True, check=True)
-            done.append(f"{tool}: {len(ours)} rules/chains")
+            done.append(f"{tool}: {ours} rules/chains")
     return done
+
+
+def _ours(iptables_line: str) -> bool:
+    """A chain or rule of the kubelet's or kube-proxy's (KUBE-*), or our guard."""
+    return "KUBE-" in iptables_line or GUARD_CHAIN in iptables_line
 
 
 def _remove_cgroups() -> list[str]:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -88,11 +89,11 @@ class RealNode:
         config = d / "containerd.toml"
         config.write_text(containerd_config(d, cni))
         registry_hosts(d)
-        self.cp._spawn("containerd", [str(_which("containerd")), "--config", str(config)])
+        self.cp._spawn("containerd", [_which("containerd"), "--config", str(config)])
         self.cp._wait("containerd", "socket", lambda: self.ctr("version").returncode == 0, timeout=60)
 
     def ctr(self, *args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([str(_which("ctr")), "--address", str(self.containerd_socket), "-n", "k8s.io", *args],
+        return subprocess.run([_which("ctr"), "--address", str(self.containerd_socket), "-n", "k8s.io", *args],
                               capture_output=True, text=True)
 
     def _import_images(self) -> None:
@@ -298,27 +299,20 @@ def kubelet_config(d: Path, client_ca: Path, healthz_port: int) -> dict:
 
 def node_running(state_dir: Path) -> bool:
     """Whether the node recorded in another state dir still has a live kubelet or containerd."""
+    from .harness import ControlPlane  # harness imports this module
+
     try:
-        state = json.loads((state_dir / "state.json").read_text())
-    except (OSError, ValueError):
+        other = ControlPlane.attach(state_dir)
+    except (OSError, ValueError, KeyError):
         return False
-    for p in state.get("processes", []):
-        if p["name"] in ("kubelet", "containerd"):
-            try:
-                argv0 = Path(f"/proc/{p['pid']}/cmdline").read_bytes().split(b"\0")[0].decode()
-            except OSError:
-                continue
-            if argv0 == p["binary"]:
-                return True
-    return False
+    return any(p.alive() for name, p in other.procs.items() if name in ("kubelet", "containerd"))
 
 
-def _which(name: str) -> Path:
-    for d in os.environ.get("PATH", "").split(":") + ["/usr/bin", "/usr/sbin", "/sbin"]:
-        p = Path(d) / name
-        if p.is_file() and os.access(p, os.X_OK):
-            return p
-    raise RuntimeError(f"{name} not found: install the Debian packages of .ci/install-system.sh")
+def _which(name: str) -> str:
+    found = shutil.which(name, path=os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"]))
+    if found is None:
+        raise RuntimeError(f"{name} not found: install the Debian packages of .ci/install-system.sh")
+    return found
 
 
 def _free_port() -> int:

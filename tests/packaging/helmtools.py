@@ -90,9 +90,9 @@ class Helm:
         # `helm template` must never need a cluster: point it at nothing.
         self.env.pop("KUBECONFIG", None)
 
-    def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    def run(self, *args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess:
         cmd = [self.binary, *args]
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=self.env, timeout=120)
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=self.env, timeout=timeout)
         if check and proc.returncode != 0:
             raise HelmError(cmd, proc)
         return proc

@@ -38,7 +38,7 @@ from realpods import (  # noqa: E402
     RAY_RUNNER,
     S3_SECRET,
     TOKEN_SECRET,
-    Helm,
+    OperatorRelease,
     S3Server,
     diagnostics,
 )
@@ -102,8 +102,8 @@ def s3(pods_cluster) -> Iterator[S3Server]:
 
 
 @pytest.fixture(scope="session")
-def operator_release(pods_cluster, tmp_path_factory) -> Iterator[Helm]:
-    helm = Helm(pods_cluster, tmp_path_factory.mktemp("helm"))
+def operator_release(pods_cluster, tmp_path_factory) -> Iterator[OperatorRelease]:
+    helm = OperatorRelease(pods_cluster, tmp_path_factory.mktemp("helm"))
     helm.install_operator()
     yield helm
     helm.uninstall_operator()

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import subprocess
 import sys
 import urllib.error
@@ -25,9 +24,9 @@ if str(REPO) not in sys.path:
 
 from tests.cluster.operator_fixtures import _merge, example_manifest  # noqa: E402
 from tests.cluster.operator_fixtures import make_table as shared_make_table  # noqa: E402
-from tests.controlplane.harness import Binaries, ControlPlane, wait_until  # noqa: E402
+from tests.controlplane.harness import ControlPlane, wait_until  # noqa: E402
+from tests.packaging.helmtools import CHART, Helm, find_helm  # noqa: E402
 
-CHART = REPO / "charts" / "geneva-operator"
 RELEASE, RELEASE_NS = "geneva-operator", "geneva-system"
 RAY_RUNNER = "geneva-ray-runner"
 S3_SECRET = "s3-credentials"
@@ -131,22 +130,15 @@ def put_ray_base_on_node(cluster: ControlPlane, work: Path) -> str:
 # ---------------------------------------------------------------- helm
 
 
-class Helm:
+class OperatorRelease:
     """The chart installed as a user would: `helm install`, the operator pod from its image."""
 
     def __init__(self, cluster: ControlPlane, state: Path):
         self.cluster = cluster
-        self.binary = str(Binaries.from_cache().helm)
-        self.env = {**os.environ, "HELM_CACHE_HOME": str(state / "cache"), "HELM_CONFIG_HOME": str(state / "config"),
-                    "HELM_DATA_HOME": str(state / "data")}
-        self.env.pop("KUBECONFIG", None)
+        self.helm = Helm(find_helm(), state)
 
-    def run(self, *args: str, check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess:
-        proc = subprocess.run([self.binary, "--kubeconfig", str(self.cluster.kubeconfig), *args],
-                              capture_output=True, text=True, env=self.env, timeout=timeout)
-        if check and proc.returncode != 0:
-            raise AssertionError(f"helm {' '.join(args)} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
-        return proc
+    def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        return self.helm.run("--kubeconfig", str(self.cluster.kubeconfig), *args, check=check, timeout=600)
 
     def install_operator(self) -> None:
         self.run("uninstall", RELEASE, "--namespace", RELEASE_NS, "--wait", check=False)
@@ -198,15 +190,6 @@ def dashboard(pod: dict, path: str, token: Optional[str] = None) -> tuple[int, A
         return e.code, e.read().decode(errors="replace")
 
 
-def job_result(cluster: ControlPlane, namespace: str, ray_cluster: str, submission_id: str, token: str) -> dict:
-    """The engine's GENEVA_RESULT line from the job's driver log, read through the head's dashboard."""
-    pod = head_pod(cluster, namespace, ray_cluster)
-    status, body = dashboard(pod, f"/api/jobs/{submission_id}/logs", token)
-    assert status == 200, (status, body)
-    line = next(ln for ln in body["logs"].splitlines() if ln.startswith("GENEVA_RESULT "))
-    return json.loads(line.split(" ", 1)[1])
-
-
 def secret_value(cluster: ControlPlane, namespace: str, name: str, key: str) -> str:
     import base64
 
@@ -214,7 +197,7 @@ def secret_value(cluster: ControlPlane, namespace: str, name: str, key: str) -> 
     return base64.b64decode(data[key]).decode()
 
 
-def diagnostics(cluster: ControlPlane, namespace: str, helm: Optional[Helm] = None) -> str:
+def diagnostics(cluster: ControlPlane, namespace: str, helm: Optional[OperatorRelease] = None) -> str:
     out = cluster.kubectl("get", "genevabackfills,rayclusters,pods,events", "-n", namespace, "-o", "wide",
                           check=False).stdout
     bf = cluster.kubectl("get", "genevabackfills", "-n", namespace, "-o", "yaml", check=False).stdout
@@ -227,7 +210,7 @@ def diagnostics(cluster: ControlPlane, namespace: str, helm: Optional[Helm] = No
     return f"\n{out}\n{bf[-6000:]}{logs[-12000:]}{op}\n"
 
 
-def wait_for(what: str, check, timeout: float, cluster: ControlPlane, namespace: str, helm: Optional[Helm] = None,
+def wait_for(what: str, check, timeout: float, cluster: ControlPlane, namespace: str, helm: Optional[OperatorRelease] = None,
              interval: float = 1.0):
     return wait_until(what, check, timeout, interval=interval,
                       on_timeout=lambda: diagnostics(cluster, namespace, helm))
