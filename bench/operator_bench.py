@@ -30,6 +30,7 @@ import copy
 import hashlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -332,6 +333,35 @@ class Bench:
             self.custom.create_namespaced_custom_object(GROUP, VERSION, meta["namespace"], PLURAL, body)
         self.created[meta["name"]] = t
 
+    def create_all(self, bodies: list[dict], resource: str, dry_run: bool = False) -> tuple[float, float, int]:
+        """Creates `bodies` in order from a child process (bench/opbench/apply.py says why).
+        Returns (wall seconds of the loop, the API server's own seconds handling those POSTs, n)."""
+        path = self.root / f"burst-{resource}.json"
+        path.write_text(json.dumps(bodies))
+        before = self.server_post_seconds(resource)
+        t0 = time.time()
+        out = subprocess.run([sys.executable, "-m", "bench.opbench.apply", str(self.cp.kubeconfig), str(path)]
+                             + (["--dry-run"] if dry_run else []), cwd=REPO, capture_output=True, text=True, check=True)
+        wall = time.time() - t0
+        if not dry_run:
+            self.created.update(json.loads(out.stdout))
+        after = self.server_post_seconds(resource)
+        return wall, after[0] - before[0], after[1] - before[1]
+
+    def server_post_seconds(self, resource: str) -> tuple[float, int]:
+        """kube-apiserver's apiserver_request_duration_seconds sum and count for POSTs of `resource`:
+        the time the server itself spent (admission, validation, CEL, etcd), without the client."""
+        total, count = 0.0, 0
+        text = self.cp.kubectl("get", "--raw", "/metrics").stdout
+        for m in re.finditer(r'^apiserver_request_duration_seconds_(sum|count)\{([^}]*)\} (\S+)$', text, re.M):
+            labels = dict(re.findall(r'(\w+)="([^"]*)"', m.group(2)))
+            if labels.get("verb") == "POST" and labels.get("resource") == resource and not labels.get("subresource"):
+                if m.group(1) == "sum":
+                    total += float(m.group(3))
+                else:
+                    count += int(float(m.group(3)))
+        return total, count
+
     def wait_for(self, what: str, check: Callable[[], bool], timeout: float) -> bool:
         deadline = time.time() + timeout
         while time.time() < deadline:
@@ -395,13 +425,16 @@ class Bench:
         self.wait_for("at-rest backfills Succeeded",
                       lambda: all(self.obs.phase_at(n, "Succeeded") for n in ["warmup"] + rest), 180)
 
+        # The CRDs' own cost: the same bursts as dry runs (validated, never stored), back to back.
+        self.results["dry_ours"] = self.create_all([backfill(n) for n in burst], "genevabackfills", dry_run=True)
+        self.results["dry_peer"] = self.create_all([rayjob(f"peer-{i:03d}") for i in range(len(burst))], "rayjobs", dry_run=True)
+        log(f"dry-run bursts: ours {self.results['dry_ours'][0]:.1f}s, RayJobs {self.results['dry_peer'][0]:.1f}s")
+
         log(f"burst: {len(burst)} GenevaBackfills")
         t_burst = time.time()
         cpu0 = cpu_seconds(self.operator.pid)
-        for name in burst:
-            self.create(backfill(name))
-        t_applied = time.time()
-        log(f"burst applied in {t_applied - t_burst:.1f}s")
+        self.results["apply_ours"] = self.create_all([backfill(n) for n in burst], "genevabackfills")
+        log(f"burst applied in {time.time() - t_burst:.1f}s")
         self.wait_for("burst RayClusters", lambda: all(self.obs.our_cluster(n) for n in burst), 300)
         self.results["burst_ours"] = self.latencies(burst, peer=False)
         log(f"burst: apply -> RayCluster {summary(self.results['burst_ours'])}")
@@ -432,8 +465,7 @@ class Bench:
             log(f"peer burst: {len(burst)} KubeRay RayJobs")
             peers = [f"peer-{i:03d}" for i in range(len(burst))]
             t0 = time.time()
-            for name in peers:
-                self.create(rayjob(name))
+            self.results["apply_peer"] = self.create_all([rayjob(n) for n in peers], "rayjobs")
             log(f"peer burst applied in {time.time() - t0:.1f}s")
             self.wait_for("peer RayClusters", lambda: all(self.obs.peer_cluster(n) for n in peers), 300)
             self.results["burst_peer"] = self.latencies(peers, peer=True)
@@ -601,6 +633,12 @@ class Bench:
                   f"{max(ours) if ours else float('nan'):7.3f}   {ratio(pct(ours, 50), pct(peer, 50))} / {ratio(pct(ours, 95), pct(peer, 95))}")
             print(f"  KubeRay RayJob,  {label:16} {len(peer):4d} {pct(peer, 50):7.3f} {pct(peer, 95):7.3f} "
                   f"{max(peer) if peer else float('nan'):7.3f}")
+        for label, key in (("GenevaBackfills, dry run", "dry_ours"), ("KubeRay RayJobs, dry run", "dry_peer"),
+                           ("GenevaBackfills", "apply_ours"), ("KubeRay RayJobs", "apply_peer")):
+            if key in r:
+                wall, server, n = r[key]
+                print(f"  burst of {n} {label:25} applied in {wall:5.1f}s; the API server's own handling "
+                      f"{server:5.1f}s ({server / max(n, 1) * 1000:.0f} ms per POST)")
         if "apply_split" in r:
             a1, a2, a3 = r["apply_split"]
             print(f"  burst split: apply -> operator's first request (finalizer PATCH) {summary(a1)}")
