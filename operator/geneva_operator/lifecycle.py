@@ -33,7 +33,7 @@ from datetime import datetime, timedelta, timezone
 from enum import Enum
 from typing import Any, Optional, Union
 
-from .api.job_contract import missing_engine_module
+from .api.job_contract import ProgressReport, RayJobState, ResultReport, missing_engine_module
 from .api.models import BackfillSpec, BackfillStatus, CleanupPolicy, Condition, Phase, Progress
 from .cluster.pods import POD_PROBLEM_REASONS, PodProblem
 
@@ -61,20 +61,15 @@ LOG_TAIL_LINES = 30
 LOG_TAIL_BYTES = 4096
 
 
-class JobState(str, Enum):
-    """The Ray job status of one submission id, plus the two ways of not knowing it."""
+class JobUnknown(str, Enum):
+    """The two ways of not knowing the RayJobState of a submission id."""
 
-    PENDING = "PENDING"
-    RUNNING = "RUNNING"
-    STOPPED = "STOPPED"
-    SUCCEEDED = "SUCCEEDED"
-    FAILED = "FAILED"
     NOT_FOUND = "NOT_FOUND"  # the dashboard answered: no such submission id
     UNREACHABLE = "UNREACHABLE"  # the dashboard did not answer (yet)
 
     @property
     def terminal(self) -> bool:
-        return self in (JobState.STOPPED, JobState.SUCCEEDED, JobState.FAILED)
+        return False
 
 
 # ---------------------------------------------------------------- input
@@ -99,9 +94,9 @@ class ClusterView:
 @dataclass(frozen=True)
 class JobView:
     submission_id: str
-    state: JobState
+    state: Union[RayJobState, JobUnknown]
     message: str = ""
-    progress: Optional[dict[str, Any]] = None  # newest GENEVA_PROGRESS/GENEVA_RESULT payload
+    progress: Optional[ProgressReport] = None  # the job's newest report (a ResultReport at the end)
     log_tail: Optional[str] = None  # driver log tail, read when the job is terminal
 
 
@@ -265,22 +260,22 @@ def rows_column(p: Progress) -> str:
     return f"{human_count(p.rows_done)}/{human_count(p.rows_total)}"
 
 
-def progress_from(payload: dict[str, Any], previous: Optional[Progress], now: datetime) -> Progress:
-    """Status progress from the job's newest progress payload (see api.job_contract)."""
-    done, total = int(payload.get("rowsDone", 0)), int(payload.get("rowsTotal", 0))
-    frag_done, frag_total = int(payload.get("fragmentsDone", 0)), int(payload.get("fragmentsTotal", 0))
+def progress_from(report: ProgressReport, previous: Optional[Progress], now: datetime) -> Progress:
+    """Status progress from the job's newest report (see api.job_contract)."""
+    done, total = report.rows_done, report.rows_total
+    frag_done, frag_total = report.fragments_done, report.fragments_total
     if total > 0:
         percent = min(100, done * 100 // total)
     elif frag_total > 0:
         percent = min(100, frag_done * 100 // frag_total)
     else:
-        percent = 100 if payload.get("committedVersion") is not None else 0
-    committed = _optional_int(payload.get("fragmentsCommitted")), _optional_int(payload.get("rowsCommitted"))
+        percent = 100 if isinstance(report, ResultReport) and report.committed_version is not None else 0
+    committed = report.fragments_committed, report.rows_committed
     unchanged = previous is not None and (previous.rows_done, previous.fragments_done) == (done, frag_done) \
         and (previous.fragments_committed, previous.rows_committed) == committed
     if unchanged and previous.rows_total == total and previous.fragments_total == frag_total:
         return previous  # nothing new: keep updatedAt (and avoid a status patch)
-    rate = payload.get("rowsPerSecond")
+    rate = report.rows_per_second
     if rate is None and previous is not None and previous.updated_at and done > previous.rows_done:
         elapsed = (now - parse_time(previous.updated_at)).total_seconds()
         rate = (done - previous.rows_done) / elapsed if elapsed > 0 else None
@@ -298,10 +293,6 @@ def progress_from(payload: dict[str, Any], previous: Optional[Progress], now: da
         fragments_committed=committed[0],
         rows_committed=committed[1],
     )
-
-
-def _optional_int(value: Any) -> Optional[int]:
-    return None if value is None else int(value)
 
 
 def condition(status: BackfillStatus, type_: str) -> Optional[Condition]:
@@ -422,7 +413,7 @@ class _Step:
     def job_may_run(self) -> bool:
         job = self.o.job
         known_over = job is not None and job.submission_id == self.status.job_id and (
-            job.state.terminal or job.state == JobState.NOT_FOUND
+            job.state.terminal or job.state == JobUnknown.NOT_FOUND
         )
         finished = self.status.phase in FINISHED_PHASES
         return bool(self.status.job_id) and not known_over and not finished
@@ -444,7 +435,8 @@ class _Step:
     def succeed(self, job: JobView) -> Decision:
         self.status.completion_time = self.now
         if job.progress is not None:
-            self.status.table_version = job.progress.get("committedVersion", self.status.table_version)
+            if isinstance(job.progress, ResultReport) and job.progress.committed_version is not None:
+                self.status.table_version = job.progress.committed_version
         message = f"attempt {self.status.attempts}: {self.status.rows or 'done'}"
         self.cond(COMPLETE, "True", "JobSucceeded", message)
         self.cond(FAILED, "False", "JobSucceeded")
@@ -679,11 +671,11 @@ def _outdated(s: _Step, cluster: ClusterView) -> None:
 def _job_step(s: _Step) -> Decision:
     st, job = s.status, s.o.job
     if st.job_id:
-        if job is None or job.submission_id != st.job_id or job.state == JobState.UNREACHABLE:
+        if job is None or job.submission_id != st.job_id or job.state == JobUnknown.UNREACHABLE:
             detail = job.message if job is not None else "not observed"
             s.cond(PROGRESSING, "True", "JobUnknown", f"job {st.job_id}: {detail}")
             return s.decision()
-        if job.state == JobState.PENDING:
+        if job.state == RayJobState.PENDING:
             s.cond(PROGRESSING, "True", "JobPending", job.message)
             if st.phase != Phase.Running.value:
                 s.phase(Phase.Provisioning, "JobPending", f"job {st.job_id} is starting")
@@ -691,20 +683,20 @@ def _job_step(s: _Step) -> Decision:
         if job.progress is not None:
             st.progress = progress_from(job.progress, st.progress, s.o.now)
             st.rows = rows_column(st.progress)
-            if job.progress.get("tableVersion") is not None:
-                st.table_version = job.progress["tableVersion"]
-        if job.state == JobState.RUNNING:
+            if job.progress.table_version is not None:
+                st.table_version = job.progress.table_version
+        if job.state == RayJobState.RUNNING:
             s.cond(PROGRESSING, "True", "JobRunning", f"attempt {st.attempts}, job {st.job_id}")
             s.phase(Phase.Running, "JobRunning", f"job {st.job_id} (attempt {st.attempts}) is running")
             return s.decision()
-        if job.state == JobState.SUCCEEDED:
+        if job.state == RayJobState.SUCCEEDED:
             return s.succeed(job)
         missing = None
-        if job.state == JobState.FAILED:
+        if job.state == RayJobState.FAILED:
             missing = missing_engine_module(job.log_tail) or missing_engine_module(job.message)
         if missing:  # every retry would fail alike
             return s.fail(ENGINE_NOT_IN_IMAGE, _engine_not_in_image(s, missing), job.log_tail)
-        reason = {JobState.FAILED: "JobFailed", JobState.STOPPED: "JobStopped"}.get(job.state, "JobLost")
+        reason = {RayJobState.FAILED: "JobFailed", RayJobState.STOPPED: "JobStopped"}.get(job.state, "JobLost")
         message = failure_summary(job.message, job.log_tail) or (
             f"job {st.job_id} not found on RayCluster {s.o.cluster_name}" if reason == "JobLost" else "")
         if not _attempt_failed(s, reason, message, job.log_tail):

@@ -16,8 +16,8 @@ Idempotent submission: resubmitting an existing submission id is an error in Ray
 "already exists"), so `ensure_job` GETs the id first and adopts a job that already exists;
 a lost race (POST answering "already exists") is resolved the same way.
 
-Progress, with least privilege: the backfill job prints `GENEVA_PROGRESS {json}` after each
-commit and `GENEVA_RESULT {json}` at the end (api.job_contract). The operator follows the
+Progress, with least privilege: the backfill job prints a progress report line after each
+commit and a result report line at the end (api.job_contract). The operator follows the
 driver log through the Ray Job API: `LogFollower` streams the websocket
 `/api/jobs/{id}/logs/tail` while the job runs (a new line reaches the operator about a second
 after it is printed; the tail replays the log from its start, so a restarted operator recovers
@@ -37,12 +37,10 @@ from typing import Any, AsyncIterator, Optional, Union
 
 import aiohttp
 
-from .api.job_contract import parse_progress_line
+from .api.job_contract import ProgressReport, RayJobState, parse_report
 
 logger = logging.getLogger(__name__)
 
-JOB_STATUSES = ("PENDING", "RUNNING", "STOPPED", "SUCCEEDED", "FAILED")
-TERMINAL_STATUSES = frozenset({"STOPPED", "SUCCEEDED", "FAILED"})
 _MAX_ERROR_TEXT = 400  # Ray error bodies are whole tracebacks
 # A submission waits for the head's job agent and starts the job supervisor actor: tens of
 # seconds on a busy or fresh head. A timed-out submission may still go through, which
@@ -99,7 +97,7 @@ class BearerToken:
 @dataclass(frozen=True)
 class JobInfo:
     submission_id: str
-    status: str
+    status: str  # as Ray sent it; `state` is None for a status this operator does not know
     message: str = ""
     error_type: Optional[str] = None
     start_time: Optional[int] = None  # ms since epoch
@@ -108,8 +106,12 @@ class JobInfo:
     metadata: dict[str, str] = field(default_factory=dict)
 
     @property
+    def state(self) -> Optional[RayJobState]:
+        return RayJobState.of(self.status)
+
+    @property
     def terminal(self) -> bool:
-        return self.status in TERMINAL_STATUSES
+        return self.state is not None and self.state.terminal
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> "JobInfo":
@@ -258,7 +260,7 @@ class RayJobClient:
                 return existing, False
             raise e
         job = await self.get_job(submission_id)
-        return job or JobInfo(submission_id=submission_id, status="PENDING"), True
+        return job or JobInfo(submission_id=submission_id, status=RayJobState.PENDING.value), True
 
     async def stop_job(self, submission_id: str) -> bool:
         """Ask Ray to stop the job. False if it does not exist or Ray knew it had finished;
@@ -302,7 +304,7 @@ async def _json(text: str, what: str) -> Any:
 
 
 class LogFollower:
-    """Reads one job's driver log: the newest progress payload and the last lines.
+    """Reads one job's driver log: the newest report and the last lines.
 
     Feed it chunks (`feed`) or let it stream the websocket tail (`follow`). Chunks may cut
     a line in two (Ray sends at most 20000 characters at a time): the partial line waits.
@@ -310,9 +312,9 @@ class LogFollower:
 
     def __init__(self, submission_id: str, keep_lines: int = 30):
         self.submission_id = submission_id
-        self.progress: Optional[dict[str, Any]] = None
+        self.progress: Optional[ProgressReport] = None
         self.lines: deque[str] = deque(maxlen=keep_lines)
-        self.updates = 0  # progress payloads seen; lets readers notice news cheaply
+        self.updates = 0  # reports seen; lets readers notice news cheaply
         self.finished = False  # the tail ended (Ray closes it when the job is over)
         self._partial = ""
 
@@ -326,9 +328,9 @@ class LogFollower:
     def _line(self, line: str) -> None:
         line = line.rstrip("\r")
         self.lines.append(line)
-        payload = parse_progress_line(line)
-        if payload is not None:
-            self.progress = payload
+        report = parse_report(line)
+        if report is not None:
+            self.progress = report
             self.updates += 1
 
     def tail(self) -> str:

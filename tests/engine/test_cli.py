@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from conftest import make_table, spec_for
-from geneva_operator.api.job_contract import decode_spec, encode_spec, last_progress, parse_progress_line
+from geneva_operator.api.job_contract import ResultReport, decode_work, encode_work, last_report, parse_report
 from geneva_operator.engine.cli import main
 from geneva_operator.engine.manifest import parse_spec
 
@@ -54,23 +54,24 @@ def test_validate_rejects_bad_specs_naming_the_field(table, tmp_path, capsys, ov
 
 
 def test_the_job_entrypoint_prints_progress_and_a_result_the_operator_parses(table, ray_session):
-    spec = parse_spec(spec_for(table, "t", "n", "sample_udfs:length", ["s"], "int32", commitEvery=1))
-    assert decode_spec(encode_spec(spec)) == spec
+    work = parse_spec(spec_for(table, "t", "n", "sample_udfs:length", ["s"], "int32", commitEvery=1))
+    assert decode_work(encode_work(work)) == work
     env = {**os.environ, "RAY_ADDRESS": ray_session}
-    proc = subprocess.run([sys.executable, "-m", "geneva_operator.engine.job", encode_spec(spec)],
+    proc = subprocess.run([sys.executable, "-m", "geneva_operator.engine.job", encode_work(work)],
                           capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr
-    lines = [parse_progress_line(l) for l in proc.stdout.splitlines() if parse_progress_line(l)]
-    assert lines[0]["rowsTotal"] == 320 and lines[0]["fragmentsTotal"] == 2
-    result = last_progress(proc.stdout)
-    assert result["committedVersion"] == lance.dataset(f"{table}/t.lance").version == result["tableVersion"]
-    assert (result["rowsDone"], result["fragmentsDone"]) == (320, 2)
+    reports = [parse_report(l) for l in proc.stdout.splitlines() if parse_report(l)]
+    assert reports[0].rows_total == 320 and reports[0].fragments_total == 2
+    result = last_report(proc.stdout)
+    assert isinstance(result, ResultReport)
+    assert result.committed_version == lance.dataset(f"{table}/t.lance").version == result.table_version
+    assert (result.rows_done, result.fragments_done) == (320, 2)
 
 
 def test_the_job_entrypoint_fails_with_the_field_and_a_nonzero_exit(table, ray_session):
-    spec = parse_spec(spec_for(table, "t", "n", "sample_udfs:raises", ["s"], "int32"))
+    work = parse_spec(spec_for(table, "t", "n", "sample_udfs:raises", ["s"], "int32"))
     env = {**os.environ, "RAY_ADDRESS": ray_session}
-    proc = subprocess.run([sys.executable, "-m", "geneva_operator.engine.job", encode_spec(spec)],
+    proc = subprocess.run([sys.executable, "-m", "geneva_operator.engine.job", encode_work(work)],
                           capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 1
     assert "error: spec.udf.function: udf sample_udfs:raises raised RuntimeError: model exploded" in proc.stderr

@@ -108,7 +108,7 @@ def test_a_worker_killed_mid_task_is_retried_and_the_result_is_exact(db, tmp_pat
 def test_a_failed_version_bump_leaves_whole_fragments_of_either_version_and_says_which(db, tmp_path, ray_session):
     import io
 
-    from geneva_operator.api.job_contract import last_progress
+    from geneva_operator.api.job_contract import last_report
     from geneva_operator.engine import LogLineProgress, UdfError
 
     make_tagged_table(db, [500, 300, 500, 700], null_every=9)
@@ -127,8 +127,8 @@ def test_a_failed_version_bump_leaves_whole_fragments_of_either_version_and_says
     # One task takes the fragments in order: the first two are committed with version 2.
     assert "2 of 4 fragments (800 of 2000 rows) were committed: the rows this run selected in them hold " \
            "udf.version '2', every other row what it held before the run" in str(e.value)
-    last = last_progress(log.getvalue())
-    assert (last["fragmentsCommitted"], last["rowsCommitted"], last["udfVersion"]) == (2, 800, "2")
+    last = last_report(log.getvalue())
+    assert (last.fragments_committed, last.rows_committed, last.udf_version) == (2, 800, "2")
     t = lance.dataset(f"{db}/t.lance").to_table(columns=["frag", "x", "y"]).to_pydict()
     assert t["y"] == [None if x is None else (-x if f < 2 else x + 1) for f, x in zip(t["frag"], t["x"])]
     healed.touch()

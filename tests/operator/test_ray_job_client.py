@@ -10,7 +10,7 @@ from typing import Awaitable, Callable, TypeVar
 import aiohttp
 import pytest
 
-from geneva_operator.api.job_contract import format_progress, format_result, last_progress
+from geneva_operator.api.job_contract import ProgressReport, ResultReport, last_report
 from geneva_operator.rayjobs import JobInfo, LogFollower, RayJobClient, RayUnauthorized, RayUnavailable
 
 T = TypeVar("T")
@@ -18,11 +18,11 @@ T = TypeVar("T")
 # A stand-in for the engine: prints three progress lines and a result, as the engine does.
 PROGRESS_SCRIPT = (
     "import time\n"
-    "from geneva_operator.api.job_contract import format_progress, format_result\n"
+    "from geneva_operator.api.job_contract import ProgressReport, ResultReport\n"
     "for i in range(1, 4):\n"
-    "    print(format_progress({'rowsDone': i * 100, 'rowsTotal': 300, 'fragmentsDone': i, 'fragmentsTotal': 3}), flush=True)\n"
+    "    print(ProgressReport(rows_done=i * 100, rows_total=300, fragments_done=i, fragments_total=3).line(), flush=True)\n"
     "    time.sleep(0.5)\n"
-    "print(format_result({'rowsDone': 300, 'rowsTotal': 300, 'committedVersion': 5}), flush=True)\n"
+    "print(ResultReport(rows_done=300, rows_total=300, committed_version=5).line(), flush=True)\n"
 )
 
 
@@ -87,14 +87,14 @@ def test_submit_find_again_and_read_progress(local_ray):
 
             follower = LogFollower(sid)
             await asyncio.wait_for(follower.follow(restarted), timeout=120)  # ends with the job
-            assert follower.progress == {"rowsDone": 300, "rowsTotal": 300, "committedVersion": 5}
+            assert follower.progress == ResultReport(rows_done=300, rows_total=300, committed_version=5)
             assert follower.updates == 4
 
             final = await wait_for(restarted, sid, lambda j: j.terminal)
             assert final.status == "SUCCEEDED"
             logs = await restarted.get_logs(sid)
-            assert last_progress(logs) == {"rowsDone": 300, "rowsTotal": 300, "committedVersion": 5}
-            assert format_progress({"fragmentsDone": 2, "fragmentsTotal": 3, "rowsDone": 200, "rowsTotal": 300}) in logs
+            assert last_report(logs) == ResultReport(rows_done=300, rows_total=300, committed_version=5)
+            assert ProgressReport(fragments_done=2, fragments_total=3, rows_done=200, rows_total=300).line() in logs
 
     arun(main())
 

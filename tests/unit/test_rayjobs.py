@@ -13,7 +13,7 @@ from typing import Any, Awaitable, Callable
 import pytest
 from aiohttp.test_utils import TestServer
 
-from geneva_operator.api.job_contract import format_progress, format_result
+from geneva_operator.api.job_contract import ProgressReport, ResultReport
 
 sys.path.insert(0, str(Path(__file__).parent / "handlers"))
 from fakes import TOKEN, FakeRay  # noqa: E402  (shared with the handler tests)
@@ -111,7 +111,7 @@ def test_get_stop_logs_and_missing_jobs():
             assert await ray.get_logs("nope") is None
             assert await ray.stop_job("nope") is False
             await ray.submit_job(submission_id="j", entrypoint="true")
-            fake.logs["j"] = ["hello\n", format_progress({"rowsDone": 1, "rowsTotal": 2}) + "\n"]
+            fake.logs["j"] = ["hello\n", ProgressReport(rows_done=1, rows_total=2).line() + "\n"]
             assert "hello" in await ray.get_logs("j")
             assert await ray.stop_job("j") is True
             assert (await ray.get_job("j")).status == "STOPPED" and (await ray.get_job("j")).terminal
@@ -122,8 +122,8 @@ def test_get_stop_logs_and_missing_jobs():
 
 def test_log_follower_streams_progress_across_split_chunks():
     async def body(fake: FakeRay, url: str) -> None:
-        line1 = format_progress({"rowsDone": 10, "rowsTotal": 100, "fragmentsDone": 1, "fragmentsTotal": 10})
-        line2 = format_result({"rowsDone": 100, "rowsTotal": 100, "committedVersion": 4})
+        line1 = ProgressReport(rows_done=10, rows_total=100, fragments_done=1, fragments_total=10).line()
+        line2 = ResultReport(rows_done=100, rows_total=100, committed_version=4).line()
         text = f"starting\n{line1}\nnoise\n{line2}"  # no final newline: the last line still counts
         fake.jobs["j"] = {"submission_id": "j", "status": "RUNNING"}
         fake.logs["j"] = [text[:20], text[20:45], text[45:]]
@@ -131,7 +131,7 @@ def test_log_follower_streams_progress_across_split_chunks():
         async with RayJobClient(url, token=TOKEN) as ray:
             await follower.follow(ray)
         assert follower.finished and follower.updates == 2
-        assert follower.progress == {"rowsDone": 100, "rowsTotal": 100, "committedVersion": 4}
+        assert follower.progress == ResultReport(rows_done=100, rows_total=100, committed_version=4)
         assert follower.tail().splitlines()[0] == "starting"
 
     run(body)

@@ -1,7 +1,7 @@
 """The GenevaBackfill API: the one source of truth for spec and status.
 
 The CRD under crds/ and the chart's copy are generated from these models (`make crds`);
-the engine reads the same `BackfillSpec`. Field names are snake_case in Python and
+the engine reads the part of `BackfillSpec` it needs (api.job_contract.BackfillWork). Field names are snake_case in Python and
 camelCase on the wire, as Kubernetes users expect.
 """
 from __future__ import annotations
@@ -403,6 +403,13 @@ class AuthSpec(_Model):
     )
 
 
+def unreserved_column(v: str) -> str:
+    """The engine's own columns (_geneva*) and Lance's (_rowid, _rowaddr) cannot be written."""
+    if v.startswith("_geneva") or v.startswith("_row"):
+        raise ValueError(f"column {v!r} uses a reserved prefix")
+    return v
+
+
 class BackfillSpec(_Model):
     table: TableRef = Field(description="The LanceDB table to backfill.")
     column: str = Field(
@@ -450,12 +457,7 @@ class BackfillSpec(_Model):
         ),
     )
 
-    @field_validator("column")
-    @classmethod
-    def _column_not_reserved(cls, v: str) -> str:
-        if v.startswith("_geneva") or v.startswith("_row"):
-            raise ValueError(f"column {v!r} uses a reserved prefix")
-        return v
+    _column_not_reserved = field_validator("column")(unreserved_column)
 
 
 # ---------------------------------------------------------------- status

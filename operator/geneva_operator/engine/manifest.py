@@ -1,4 +1,4 @@
-"""Reading a GenevaBackfill manifest or a bare spec from YAML/JSON."""
+"""Reading the work of a backfill from a GenevaBackfill manifest or a bare spec (YAML/JSON)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -7,11 +7,12 @@ from typing import Union
 import yaml
 from pydantic import ValidationError
 
+from ..api.job_contract import BackfillWork, work_from_spec
 from ..api.models import KIND, BackfillSpec
 from .errors import SpecError
 
 
-def load_spec(path: Union[str, Path]) -> BackfillSpec:
+def load_spec(path: Union[str, Path]) -> BackfillWork:
     try:
         doc = yaml.safe_load(Path(path).read_text())
     except OSError as e:
@@ -27,13 +28,13 @@ def load_spec(path: Union[str, Path]) -> BackfillSpec:
     return parse_spec(doc)
 
 
-def parse_spec(doc: dict) -> BackfillSpec:
-    """Validate a spec. The engine ignores where the job runs, so a bare spec for a local run
-    may leave out `cluster`/`existingCluster` (the API requires exactly one of them)."""
-    if isinstance(doc, dict) and "cluster" not in doc and "existingCluster" not in doc and "existing_cluster" not in doc:
-        doc = {**doc, "cluster": {}}
+def parse_spec(doc: dict) -> BackfillWork:
+    """The work of a spec. A whole spec (it says where the job runs: `cluster` or
+    `existingCluster`) is checked as the API server and the operator would; a bare one, for a
+    local run, holds the work alone."""
+    whole = isinstance(doc, dict) and any(k in doc for k in ("cluster", "existingCluster", "existing_cluster"))
     try:
-        return BackfillSpec.model_validate(doc)
+        return work_from_spec(BackfillSpec.model_validate(doc)) if whole else BackfillWork.model_validate(doc)
     except ValidationError as e:
         msgs = [f"spec.{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in e.errors()]
         first = e.errors()[0]

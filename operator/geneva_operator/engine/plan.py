@@ -18,7 +18,8 @@ import lance
 import numpy as np
 import pyarrow as pa
 
-from ..api.models import BackfillSpec, Mode
+from ..api.job_contract import BackfillWork
+from ..api.models import Mode
 from .checkpoint import NO_ROWS, PENDING, CheckpointStore, FragmentRecord, pack_mask
 from .errors import SpecError
 from .history import carry_over
@@ -59,7 +60,7 @@ class Plan:
         return sum(u.rows for u in self.units)
 
 
-def run_identity(spec: BackfillSpec, key: str) -> dict:
+def run_identity(spec: BackfillWork, key: str) -> dict:
     """What makes two attempts the same run: a retry with this identity resumes the run."""
     return {"key": key, "where": spec.where or "", "mode": Mode(spec.mode).value}
 
@@ -88,7 +89,7 @@ def load_checkpoints(loc: TableLocation, column: str) -> Checkpoints:
     return Checkpoints(store.read_state(), store.read_records(store.pending_names()))
 
 
-def check_columns(spec: BackfillSpec, ds: lance.LanceDataset) -> tuple[pa.DataType, bool]:
+def check_columns(spec: BackfillWork, ds: lance.LanceDataset) -> tuple[pa.DataType, bool]:
     """Input columns exist, the output column is new or of the declared type."""
     names = ds.schema.names
     for c in spec.udf.input_columns:
@@ -105,7 +106,7 @@ def check_columns(spec: BackfillSpec, ds: lance.LanceDataset) -> tuple[pa.DataTy
     return out, False
 
 
-def check_where(spec: BackfillSpec, ds: lance.LanceDataset) -> None:
+def check_where(spec: BackfillWork, ds: lance.LanceDataset) -> None:
     if not spec.where:
         return
     try:
@@ -125,7 +126,7 @@ def _selected(frag: lance.LanceFragment, where: Optional[str]) -> Optional[np.nd
     return mask
 
 
-def plan(spec: BackfillSpec, loc: TableLocation, ds: lance.LanceDataset, *, run_id: str, parallelism: int = 16,
+def plan(spec: BackfillWork, loc: TableLocation, ds: lance.LanceDataset, *, run_id: str, parallelism: int = 16,
          checkpoints: Optional[Checkpoints] = None) -> Plan:
     output_type, exists = check_columns(spec, ds)
     check_where(spec, ds)

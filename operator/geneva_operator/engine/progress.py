@@ -1,7 +1,7 @@
 """Progress sinks: where the engine reports how far it got.
 
 A sink gets a `ProgressUpdate` whenever fragments finish or a commit lands, and `close()`
-at the end. The terminal sink draws a tqdm bar; the log-line sink prints the lines the
+at the end. The terminal sink draws a tqdm bar; the log-line sink prints the reports the
 operator parses from the Ray driver log (api.job_contract); sinks can be combined.
 """
 from __future__ import annotations
@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass
 from typing import Optional, Protocol, TextIO
 
-from ..api.job_contract import format_progress
+from ..api.job_contract import ProgressReport
 
 
 @dataclass(frozen=True)
@@ -28,17 +28,12 @@ class ProgressUpdate:
     rows_committed: int = 0
     udf_version: Optional[str] = None
 
-    def to_payload(self) -> dict:
-        payload = {"fragmentsDone": self.fragments_done, "fragmentsTotal": self.fragments_total,
-                   "rowsDone": self.rows_done, "rowsTotal": self.rows_total,
-                   "fragmentsCommitted": self.fragments_committed, "rowsCommitted": self.rows_committed}
-        if self.udf_version is not None:
-            payload["udfVersion"] = self.udf_version
-        if self.rows_per_second is not None:
-            payload["rowsPerSecond"] = round(self.rows_per_second, 1)
-        if self.table_version is not None:
-            payload["tableVersion"] = self.table_version
-        return payload
+    def to_report(self) -> ProgressReport:
+        rate = round(self.rows_per_second, 1) if self.rows_per_second is not None else None
+        return ProgressReport(fragments_done=self.fragments_done, fragments_total=self.fragments_total,
+                              rows_done=self.rows_done, rows_total=self.rows_total,
+                              fragments_committed=self.fragments_committed, rows_committed=self.rows_committed,
+                              udf_version=self.udf_version, rows_per_second=rate, table_version=self.table_version)
 
 
 class ProgressSink(Protocol):
@@ -67,7 +62,7 @@ class LogLineProgress:
         if p.table_version == self._last_version and now - self._last_time < self.min_interval and p.fragments_done < p.fragments_total:
             return
         self._last_time, self._last_version = now, p.table_version
-        print(format_progress(p.to_payload()), file=self.stream, flush=True)
+        print(p.to_report().line(), file=self.stream, flush=True)
 
     def close(self) -> None:
         pass

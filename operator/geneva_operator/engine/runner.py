@@ -5,8 +5,9 @@ import logging
 import os
 import time
 from dataclasses import dataclass
-from typing import Any, Optional, Union
+from typing import Optional, Union
 
+from ..api.job_contract import BackfillWork, ResultReport, work_from_spec
 from ..api.models import BackfillSpec
 from .checkpoint import record_name
 from .commit import Committer
@@ -47,13 +48,12 @@ class BackfillResult:
     def rows_per_second(self) -> float:
         return self.rows_done / self.seconds if self.seconds > 0 else 0.0
 
-    def to_payload(self) -> dict[str, Any]:
-        """Keys of api.job_contract.format_result."""
-        return {"fragmentsDone": self.fragments_done, "fragmentsTotal": self.fragments_total,
-                "rowsDone": self.rows_done, "rowsTotal": self.rows_total,
-                "rowsPerSecond": round(self.rows_per_second, 1), "tableVersion": self.committed_version,
-                "committedVersion": self.committed_version, "rowsComputed": self.rows_computed,
-                "rowsDiscarded": self.rows_discarded, "commits": self.commits, "seconds": round(self.seconds, 3)}
+    def to_report(self) -> ResultReport:
+        return ResultReport(fragments_done=self.fragments_done, fragments_total=self.fragments_total,
+                            rows_done=self.rows_done, rows_total=self.rows_total,
+                            rows_per_second=round(self.rows_per_second, 1), table_version=self.committed_version,
+                            committed_version=self.committed_version, rows_computed=self.rows_computed,
+                            rows_discarded=self.rows_discarded, commits=self.commits, seconds=round(self.seconds, 3))
 
 
 def ensure_ray(ray_address: Optional[str] = None, num_cpus: Optional[int] = None) -> None:
@@ -78,11 +78,13 @@ def ensure_ray(ray_address: Optional[str] = None, num_cpus: Optional[int] = None
              configure_logging=True)
 
 
-def _coerce_spec(spec: Union[BackfillSpec, dict]) -> BackfillSpec:
-    return spec if isinstance(spec, BackfillSpec) else parse_spec(spec)
+def _coerce_spec(spec: Union[BackfillWork, BackfillSpec, dict]) -> BackfillWork:
+    if isinstance(spec, BackfillWork):
+        return spec
+    return work_from_spec(spec) if isinstance(spec, BackfillSpec) else parse_spec(spec)
 
 
-def run_backfill(spec: Union[BackfillSpec, dict], *, progress: Optional[ProgressSink] = None,
+def run_backfill(spec: Union[BackfillWork, BackfillSpec, dict], *, progress: Optional[ProgressSink] = None,
                  ray_address: Optional[str] = None, num_cpus: Optional[int] = None) -> BackfillResult:
     """Fill spec.column of spec.table with the udf's output, resuming from checkpoints.
 

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
-from ..api.models import BackfillSpec
+from ..api.job_contract import BackfillWork
 from .plan import check_columns, check_where
 from .table import TableLocation
 from .udf import UdfRunner, check_target
@@ -23,7 +23,7 @@ class ValidationReport:
     trial_rows: int
 
 
-def validate_spec(spec: BackfillSpec, *, trial: bool = True) -> ValidationReport:
+def validate_spec(spec: BackfillWork, *, trial: bool = True) -> ValidationReport:
     """Raise BackfillError for the first problem found: storage, table, columns, types,
     filter, the function's importability, and (with trial) what it returns for a few rows."""
     loc = TableLocation.from_ref(spec.table)

@@ -16,7 +16,7 @@ import kopf
 from pydantic import ValidationError
 
 from .. import lifecycle, metrics
-from ..api.job_contract import entrypoint, last_progress
+from ..api.job_contract import entrypoint, last_report, work_from_spec
 from ..api.models import GROUP, KIND, VERSION, BackfillSpec, BackfillStatus
 from ..cluster import build_ray_cluster, dashboard_url, in_place_patch, needs_recreate, ray_cluster_name, token_secret_ref
 from ..cluster.pods import pod_problem
@@ -27,7 +27,7 @@ from ..lifecycle import (
     Decision,
     DeleteCluster,
     InputError,
-    JobState,
+    JobUnknown,
     JobView,
     Observed,
     PatchCluster,
@@ -264,12 +264,12 @@ class Runtime:
             ray = self.ray(observed, token)
             info = await ray.get_job(job_id)
             if info is None:
-                return JobView(job_id, JobState.NOT_FOUND)
-            state = JobState(info.status) if info.status in JobState.__members__ else JobState.UNREACHABLE
+                return JobView(job_id, JobUnknown.NOT_FOUND)
+            state = info.state or JobUnknown.UNREACHABLE
             if state.terminal:
                 # One read of the whole log at the end: the final result line and the tail.
                 logs = await ray.get_logs(job_id) or ""
-                return JobView(job_id, state, info.message, last_progress(logs), logs)
+                return JobView(job_id, state, info.message, last_report(logs), logs)
             follower: Optional[LogFollower] = memo.get("follower") if memo is not None else None
             progress = follower.progress if follower is not None and follower.submission_id == job_id else None
             return JobView(job_id, state, info.message, progress)
@@ -277,9 +277,9 @@ class Runtime:
         try:
             return await self._with_fresh_token(observed, token, look), None
         except RayUnauthorized as e:
-            return JobView(job_id, JobState.UNREACHABLE, str(e)), _auth_failure(e)
+            return JobView(job_id, JobUnknown.UNREACHABLE, str(e)), _auth_failure(e)
         except RayJobError as e:
-            return JobView(job_id, JobState.UNREACHABLE, str(e)), None
+            return JobView(job_id, JobUnknown.UNREACHABLE, str(e)), None
 
     # -- act
 
@@ -333,7 +333,7 @@ class Runtime:
         started = time.monotonic()
         job, submitted = await self._with_fresh_token(observed, token, lambda t: self.ray(observed, t).ensure_job(
             submission_id=action.submission_id,
-            entrypoint=entrypoint(spec),
+            entrypoint=entrypoint(work_from_spec(spec)),
             runtime_env=runtime_env(spec),
             metadata={
                 "geneva.lancedb.com/backfill": f"{observed.namespace}/{observed.name}",

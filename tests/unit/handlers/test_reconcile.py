@@ -21,7 +21,7 @@ import pod_statuses as ps  # noqa: E402
 
 from geneva_operator import lifecycle  # noqa: E402
 
-from geneva_operator.api.job_contract import entrypoint, format_progress, format_result  # noqa: E402
+from geneva_operator.api.job_contract import ProgressReport, ResultReport, entrypoint, work_from_spec  # noqa: E402
 from geneva_operator.api.models import BackfillSpec, BackfillStatus  # noqa: E402
 from geneva_operator.cluster.pods import slim_pod  # noqa: E402
 from geneva_operator.handlers import backfill, caches, startup  # noqa: E402
@@ -133,7 +133,7 @@ def test_full_run_create_submit_progress_succeed_delete():
         [sid] = fake.jobs
         assert sid == h.status.job_id and sid.startswith("geneva-9a8b7c6d-") and sid.endswith("-1")
         job = fake.jobs[sid]
-        assert job["entrypoint"] == entrypoint(BackfillSpec.model_validate(h.body["spec"]))
+        assert job["entrypoint"] == entrypoint(work_from_spec(BackfillSpec.model_validate(h.body["spec"])))
         assert job["runtime_env"] == {"pip": ["pkg==1"], "env_vars": {"A": "1"}}
         assert job["metadata"]["geneva.lancedb.com/backfill"] == f"{NS}/{NAME}"
 
@@ -147,14 +147,14 @@ def test_full_run_create_submit_progress_succeed_delete():
 
         fake.jobs[sid]["status"] = "RUNNING"
         follower = LogFollower(sid)
-        follower.feed(format_progress({"rowsDone": 4_100_000, "rowsTotal": 10_000_000, "fragmentsDone": 41, "fragmentsTotal": 100}) + "\n")
+        follower.feed(ProgressReport(rows_done=4_100_000, rows_total=10_000_000, fragments_done=41, fragments_total=100).line() + "\n")
         h.memo.follower = follower
         await h.reconcile()
         assert h.status.phase == "Running" and h.body["status"]["rows"] == "4.1M/10.0M"
         assert h.body["status"]["progress"]["percent"] == 41
 
         fake.jobs[sid]["status"] = "SUCCEEDED"
-        fake.logs[sid] = [format_result({"rowsDone": 10_000_000, "rowsTotal": 10_000_000, "committedVersion": 12}) + "\n"]
+        fake.logs[sid] = [ResultReport(rows_done=10_000_000, rows_total=10_000_000, committed_version=12).line() + "\n"]
         await h.reconcile()
         assert h.status.phase == "Succeeded" and h.status.table_version == 12
         assert h.body["status"]["rows"] == "10.0M/10.0M"
@@ -446,7 +446,7 @@ def test_log_news_is_not_consumed_by_a_skipped_reconcile():
         h, kube = harness(url, session, fake)
         first = await h.reconcile(persist=False)  # wrote Provisioning; the body does not show it yet
         follower = LogFollower("geneva-some-job-1")
-        follower.feed(format_progress({"rowsDone": 1, "rowsTotal": 2, "fragmentsDone": 1, "fragmentsTotal": 2}) + "\n")
+        follower.feed(ProgressReport(rows_done=1, rows_total=2, fragments_done=1, fragments_total=2).line() + "\n")
         h.memo.follower = follower
         h.memo.next_reconcile = float("inf")  # only news may trigger a reconcile
 

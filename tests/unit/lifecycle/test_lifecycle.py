@@ -9,6 +9,7 @@ from typing import Any, Optional
 import pytest
 
 from geneva_operator import lifecycle as lc
+from geneva_operator.api.job_contract import ProgressReport, RayJobState, ResultReport
 from geneva_operator.api.models import BackfillSpec, BackfillStatus
 from geneva_operator.cluster.pods import PodProblem
 from geneva_operator.lifecycle import (
@@ -16,7 +17,7 @@ from geneva_operator.lifecycle import (
     CreateCluster,
     DeleteCluster,
     InputError,
-    JobState,
+    JobUnknown,
     JobView,
     Observed,
     PatchCluster,
@@ -74,7 +75,7 @@ class World:
     def tick(self, seconds: float) -> None:
         self.now += timedelta(seconds=seconds)
 
-    def job(self, state: JobState, **kw: Any) -> JobView:
+    def job(self, state: RayJobState | JobUnknown, **kw: Any) -> JobView:
         return JobView(self.status.job_id, state, **kw)
 
     def running(self) -> "World":
@@ -83,7 +84,7 @@ class World:
         self.tick(5)
         self.step(cluster=READY)
         self.tick(5)
-        self.step(cluster=READY, job=self.job(JobState.RUNNING))
+        self.step(cluster=READY, job=self.job(RayJobState.RUNNING))
         assert self.status.phase == "Running"
         return self
 
@@ -162,11 +163,12 @@ def test_pending_running_progress_and_success():
     w.tick(5)
     w.step(cluster=READY)
     w.tick(5)
-    w.step(cluster=READY, job=w.job(JobState.PENDING, message="setting up runtime env"))
+    w.step(cluster=READY, job=w.job(RayJobState.PENDING, message="setting up runtime env"))
     assert w.status.phase == "Provisioning"
-    progress = {"fragmentsDone": 4, "fragmentsTotal": 10, "rowsDone": 4_100_000, "rowsTotal": 10_000_000, "rowsPerSecond": 1000.0, "tableVersion": 7}
+    progress = ProgressReport(fragments_done=4, fragments_total=10, rows_done=4_100_000, rows_total=10_000_000,
+                              rows_per_second=1000.0, table_version=7)
     w.tick(5)
-    d = w.step(cluster=READY, job=w.job(JobState.RUNNING, progress=progress))
+    d = w.step(cluster=READY, job=w.job(RayJobState.RUNNING, progress=progress))
     assert w.status.phase == "Running"
     assert w.status.rows == "4.1M/10.0M"
     assert w.status.progress.percent == 41 and w.status.progress.eta_seconds == 5900
@@ -175,11 +177,11 @@ def test_pending_running_progress_and_success():
     # same progress again: status unchanged (no patch, updatedAt kept)
     before = w.status.model_copy(deep=True)
     w.tick(5)
-    d = w.step(cluster=READY, job=w.job(JobState.RUNNING, progress=progress))
+    d = w.step(cluster=READY, job=w.job(RayJobState.RUNNING, progress=progress))
     assert w.status == before and not d.actions
-    result = {**progress, "rowsDone": 10_000_000, "fragmentsDone": 10, "committedVersion": 9}
+    result = ResultReport.model_validate({**progress.model_dump(), "rows_done": 10_000_000, "fragments_done": 10, "committed_version": 9})
     w.tick(5)
-    d = w.step(cluster=READY, job=w.job(JobState.SUCCEEDED, progress=result))
+    d = w.step(cluster=READY, job=w.job(RayJobState.SUCCEEDED, progress=result))
     assert w.status.phase == "Succeeded" and w.status.table_version == 9
     assert w.status.completion_time == lc.format_time(w.now)
     assert cond(w.status, "Complete").status == "True"
@@ -189,24 +191,24 @@ def test_pending_running_progress_and_success():
 
 def test_rows_per_second_derived_when_the_job_does_not_report_it():
     w = World().running()
-    w.step(cluster=READY, job=w.job(JobState.RUNNING, progress={"rowsDone": 1000, "rowsTotal": 5000}))
+    w.step(cluster=READY, job=w.job(RayJobState.RUNNING, progress=ProgressReport(rows_done=1000, rows_total=5000)))
     w.tick(10)
-    w.step(cluster=READY, job=w.job(JobState.RUNNING, progress={"rowsDone": 2000, "rowsTotal": 5000}))
+    w.step(cluster=READY, job=w.job(RayJobState.RUNNING, progress=ProgressReport(rows_done=2000, rows_total=5000)))
     assert w.status.progress.rows_per_second == 100.0 and w.status.progress.eta_seconds == 30
 
 
 def test_progress_says_how_much_of_the_done_work_is_committed_and_under_which_udf_version():
     # What a failed run leaves: the committed fragments hold status.udfVersion, the rest is as before.
     w = World().running()
-    w.step(cluster=READY, job=w.job(JobState.RUNNING, progress={
-        "fragmentsDone": 3, "fragmentsTotal": 4, "rowsDone": 3000, "rowsTotal": 4000,
-        "fragmentsCommitted": 2, "rowsCommitted": 2000, "udfVersion": "1"}))
+    w.step(cluster=READY, job=w.job(RayJobState.RUNNING, progress=ProgressReport(
+        fragments_done=3, fragments_total=4, rows_done=3000, rows_total=4000,
+        fragments_committed=2, rows_committed=2000, udf_version="1")))
     p = w.status.progress
     assert (p.fragments_done, p.fragments_committed, p.rows_committed) == (3, 2, 2000)
     # a commit that changes nothing else is still news
-    w.step(cluster=READY, job=w.job(JobState.RUNNING, progress={
-        "fragmentsDone": 3, "fragmentsTotal": 4, "rowsDone": 3000, "rowsTotal": 4000,
-        "fragmentsCommitted": 3, "rowsCommitted": 3000, "udfVersion": "1"}))
+    w.step(cluster=READY, job=w.job(RayJobState.RUNNING, progress=ProgressReport(
+        fragments_done=3, fragments_total=4, rows_done=3000, rows_total=4000,
+        fragments_committed=3, rows_committed=3000, udf_version="1")))
     assert w.status.progress.fragments_committed == 3
 
 
@@ -225,7 +227,7 @@ def test_a_failed_job_says_what_failed_in_one_line_without_the_spec_blob():
     w = World(make_spec(backoffLimit=0)).running()
     ray_message = ("Job entrypoint command failed with exit code 2, last available logs (truncated to 20,000 chars):\n"
                    + UDF_IMPORT_LOG)
-    w.step(cluster=READY, job=w.job(JobState.FAILED, message=ray_message, log_tail=UDF_IMPORT_LOG))
+    w.step(cluster=READY, job=w.job(RayJobState.FAILED, message=ray_message, log_tail=UDF_IMPORT_LOG))
     assert w.status.phase == "Failed"
     assert w.status.message == (f"attempt 1 ({w.status.job_id}): JobFailed: Job entrypoint command failed with exit "
                                 "code 2: error: spec.udf.function: cannot import module 'examples.udfs.text': No module "
@@ -238,7 +240,7 @@ def test_failed_attempt_retries_with_a_new_id_until_backoff_limit():
     w = World(make_spec(backoffLimit=1)).running()
     first = w.status.job_id
     log = "\n".join(f"line {i}" for i in range(100)) + "\nValueError: boom\n"
-    d = w.step(cluster=READY, job=w.job(JobState.FAILED, message="exit 1", log_tail=log))
+    d = w.step(cluster=READY, job=w.job(RayJobState.FAILED, message="exit 1", log_tail=log))
     [submit] = actions(d, SubmitJob)
     assert submit.attempt == 2 and submit.submission_id.endswith("-2") and submit.submission_id != first
     assert w.status.attempts == 2 and w.status.job_id == submit.submission_id
@@ -246,7 +248,7 @@ def test_failed_attempt_retries_with_a_new_id_until_backoff_limit():
     assert w.status.log_tail.endswith("ValueError: boom") and len(w.status.log_tail.splitlines()) == lc.LOG_TAIL_LINES
     assert any(e.type == "Warning" and e.reason == "JobFailed" for e in actions(d, RecordEvent))
     w.tick(5)
-    d = w.step(cluster=READY, job=w.job(JobState.FAILED, message="exit 1 again", log_tail="Traceback\nKeyError\n"))
+    d = w.step(cluster=READY, job=w.job(RayJobState.FAILED, message="exit 1 again", log_tail="Traceback\nKeyError\n"))
     assert w.status.phase == "Failed" and w.status.reason == "BackoffLimitExceeded"
     assert not actions(d, SubmitJob) and not actions(d, StopJob)
     assert "exit 1 again" in w.status.message and w.status.log_tail == "Traceback\nKeyError"
@@ -255,7 +257,7 @@ def test_failed_attempt_retries_with_a_new_id_until_backoff_limit():
 
 def test_retry_decision_is_repeatable_after_a_crash():
     w = World().running()
-    failed = w.job(JobState.FAILED, message="x")
+    failed = w.job(RayJobState.FAILED, message="x")
     a = w.step(cluster=READY, job=failed, persist=False)
     b = w.step(cluster=READY, job=failed, persist=False)
     assert actions(a, SubmitJob) == actions(b, SubmitJob)
@@ -263,19 +265,19 @@ def test_retry_decision_is_repeatable_after_a_crash():
 
 def test_job_stopped_by_someone_else_counts_as_a_failed_attempt():
     w = World().running()
-    d = w.step(cluster=READY, job=w.job(JobState.STOPPED))
+    d = w.step(cluster=READY, job=w.job(RayJobState.STOPPED))
     assert w.status.reason == "JobStopped" and actions(d, SubmitJob)[0].attempt == 2
 
 
 def test_job_missing_from_ray_is_lost_and_retried():
     w = World().running()
-    d = w.step(cluster=READY, job=w.job(JobState.NOT_FOUND))
+    d = w.step(cluster=READY, job=w.job(JobUnknown.NOT_FOUND))
     assert w.status.reason == "JobLost" and actions(d, SubmitJob)[0].attempt == 2
 
 
 def test_unreachable_dashboard_changes_nothing_but_the_message():
     w = World().running()
-    d = w.step(cluster=READY, job=w.job(JobState.UNREACHABLE, message="connection refused"))
+    d = w.step(cluster=READY, job=w.job(JobUnknown.UNREACHABLE, message="connection refused"))
     assert w.status.phase == "Running" and not d.actions
     assert "connection refused" in cond(w.status, "Progressing").message
 
@@ -318,7 +320,7 @@ def test_startup_deadline_covers_a_job_stuck_pending():
     w.tick(5)
     w.step(cluster=READY)
     w.tick(60)
-    d = w.step(cluster=READY, job=w.job(JobState.PENDING))
+    d = w.step(cluster=READY, job=w.job(RayJobState.PENDING))
     assert w.status.reason == "StartupDeadlineExceeded"
     assert actions(d, StopJob) == [StopJob(w.status.job_id)]
 
@@ -326,7 +328,7 @@ def test_startup_deadline_covers_a_job_stuck_pending():
 def test_active_deadline_stops_the_job_and_fails():
     w = World(make_spec(activeDeadlineSeconds=3600)).running()
     w.tick(3600)
-    d = w.step(cluster=READY, job=w.job(JobState.RUNNING))
+    d = w.step(cluster=READY, job=w.job(RayJobState.RUNNING))
     assert w.status.phase == "Failed" and w.status.reason == "DeadlineExceeded"
     assert actions(d, StopJob) == [StopJob(w.status.job_id)]
     assert "spec.activeDeadlineSeconds" in w.status.message
@@ -340,13 +342,13 @@ def test_suspend_stops_the_job_deletes_our_cluster_and_settles():
     attempt_id = w.status.job_id
     w.spec = make_spec(suspend=True)
     w.generation = 2
-    d = w.step(cluster=READY, job=w.job(JobState.RUNNING))
+    d = w.step(cluster=READY, job=w.job(RayJobState.RUNNING))
     assert w.status.phase == "Suspended"
     assert actions(d, StopJob) == [StopJob(attempt_id)] and actions(d, DeleteCluster) == [DeleteCluster("bf-ray")]
     assert cond(w.status, "Suspended").reason == lc.SUSPENDING
     assert lc.should_poll(w.spec, w.status)
     w.tick(5)
-    d = w.step(cluster=ABSENT, job=w.job(JobState.UNREACHABLE))
+    d = w.step(cluster=ABSENT, job=w.job(JobUnknown.UNREACHABLE))
     assert cond(w.status, "Suspended").reason == lc.SUSPENDED_IDLE
     assert not lc.should_poll(w.spec, w.status)
     assert not lc.needs(w.spec, w.status, w.now).anything
@@ -357,7 +359,7 @@ def test_resume_starts_a_new_run_segment_with_the_same_attempt():
     w = World().running()
     old_id, old_start = w.status.job_id, w.status.start_time
     w.spec = make_spec(suspend=True)
-    w.step(cluster=READY, job=w.job(JobState.RUNNING))
+    w.step(cluster=READY, job=w.job(RayJobState.RUNNING))
     w.step(cluster=ABSENT)
     w.spec = make_spec(suspend=False)
     d = w.step(cluster=ABSENT)  # same second as the run start: the new start must still differ
@@ -380,10 +382,10 @@ def test_suspend_on_an_existing_cluster_only_stops_the_job():
     d = w.step(cluster=shared)
     assert not actions(d, PatchCluster) and not actions(d, DeleteCluster)
     w.spec = make_spec(cluster=None, existingCluster={"name": "shared"}, suspend=True)
-    d = w.step(cluster=shared, job=w.job(JobState.RUNNING))
+    d = w.step(cluster=shared, job=w.job(RayJobState.RUNNING))
     assert actions(d, StopJob) and not actions(d, DeleteCluster)
     assert cond(w.status, "Suspended").reason == lc.SUSPENDING
-    d = w.step(cluster=shared, job=w.job(JobState.STOPPED))
+    d = w.step(cluster=shared, job=w.job(RayJobState.STOPPED))
     assert not d.actions or not actions(d, StopJob)
     assert cond(w.status, "Suspended").reason == lc.SUSPENDED_IDLE
 
@@ -401,7 +403,7 @@ def test_suspend_before_anything_ran():
 def test_new_udf_version_after_success_starts_a_new_run():
     w = World().running()
     first_id = w.status.job_id
-    w.step(cluster=READY, job=w.job(JobState.SUCCEEDED, progress={"rowsDone": 5, "rowsTotal": 5, "committedVersion": 3}))
+    w.step(cluster=READY, job=w.job(RayJobState.SUCCEEDED, progress=ResultReport(rows_done=5, rows_total=5, committed_version=3)))
     assert w.status.phase == "Succeeded"
     assert not lc.needs(w.spec, w.status, w.now).anything
     w.tick(60)
@@ -422,7 +424,7 @@ def test_new_udf_version_while_running_stops_the_old_job():
     w = World().running()
     old = w.status.job_id
     w.spec = make_spec(udf={"function": "m:f", "inputColumns": ["a"], "outputType": "int32", "version": "2"})
-    d = w.step(cluster=READY, job=JobView(old, JobState.RUNNING))
+    d = w.step(cluster=READY, job=JobView(old, RayJobState.RUNNING))
     assert actions(d, StopJob) == [StopJob(old)]
     assert w.status.attempts == 0 and w.status.job_id is None and w.status.udf_version == "2"
 
@@ -430,7 +432,7 @@ def test_new_udf_version_while_running_stops_the_old_job():
 # ---------------------------------------------------------------- cleanup after the run
 
 
-def _succeeded(spec: BackfillSpec, state: JobState = JobState.SUCCEEDED) -> World:
+def _succeeded(spec: BackfillSpec, state: RayJobState = RayJobState.SUCCEEDED) -> World:
     w = World(spec).running()
     w.step(cluster=READY, job=w.job(state, message="boom"))
     return w
@@ -439,11 +441,11 @@ def _succeeded(spec: BackfillSpec, state: JobState = JobState.SUCCEEDED) -> Worl
 @pytest.mark.parametrize(
     "policy,state,deleted",
     [
-        ("Always", JobState.SUCCEEDED, True),
-        ("Always", JobState.FAILED, True),
-        ("OnSuccess", JobState.SUCCEEDED, True),
-        ("OnSuccess", JobState.FAILED, False),
-        ("Never", JobState.SUCCEEDED, False),
+        ("Always", RayJobState.SUCCEEDED, True),
+        ("Always", RayJobState.FAILED, True),
+        ("OnSuccess", RayJobState.SUCCEEDED, True),
+        ("OnSuccess", RayJobState.FAILED, False),
+        ("Never", RayJobState.SUCCEEDED, False),
     ],
 )
 def test_cleanup_policy_and_ttl(policy, state, deleted):
@@ -470,7 +472,7 @@ def test_existing_cluster_is_never_cleaned_up():
     w.step(cluster=shared)
     w.tick(5)
     w.step(cluster=shared)
-    w.step(cluster=shared, job=w.job(JobState.SUCCEEDED))
+    w.step(cluster=shared, job=w.job(RayJobState.SUCCEEDED))
     w.tick(10)
     assert not lc.should_poll(w.spec, w.status) and not w.step().actions
 
@@ -535,7 +537,7 @@ def test_existing_cluster_gone_under_our_job_fails():
     w.tick(5)
     w.step(cluster=replace(READY, owned=False))
     w.tick(5)
-    w.step(cluster=replace(READY, owned=False), job=w.job(JobState.RUNNING))
+    w.step(cluster=replace(READY, owned=False), job=w.job(RayJobState.RUNNING))
     assert w.status.phase == "Running"
     w.step(cluster=ABSENT)
     assert w.status.phase == "Failed" and w.status.reason == "ExistingClusterNotFound"
@@ -593,13 +595,13 @@ def test_a_foreign_cluster_with_our_name_is_not_taken_over():
 
 def test_in_place_patch_is_applied_even_while_running():
     w = World().running()
-    d = w.step(cluster=replace(READY, patch={"spec": {"x": 1}}), job=w.job(JobState.RUNNING))
+    d = w.step(cluster=replace(READY, patch={"spec": {"x": 1}}), job=w.job(RayJobState.RUNNING))
     assert actions(d, PatchCluster) == [PatchCluster("bf-ray", {"spec": {"x": 1}})]
 
 
 def test_recreate_waits_until_no_job_runs():
     w = World().running()
-    d = w.step(cluster=replace(READY, recreate=("image",)), job=w.job(JobState.RUNNING))
+    d = w.step(cluster=replace(READY, recreate=("image",)), job=w.job(RayJobState.RUNNING))
     assert not actions(d, DeleteCluster) and "image" in cond(w.status, "ClusterReady").message
     w2 = World()
     w2.step(cluster=ABSENT)
@@ -653,7 +655,7 @@ def test_human_count(n, text):
 def test_outdated_cluster_is_recreated_between_attempts():
     w = World().running()
     outdated = replace(READY, recreate=("image",))
-    d = w.step(cluster=outdated, job=w.job(JobState.FAILED, message="x"))
+    d = w.step(cluster=outdated, job=w.job(RayJobState.FAILED, message="x"))
     assert not actions(d, SubmitJob) and w.status.attempts == 2 and w.status.job_id is None
     w.tick(5)
     d = w.step(cluster=outdated)
@@ -668,16 +670,16 @@ def test_cluster_outdated_condition_says_a_change_waits_and_clears_after_the_rec
     w = World().running()
     assert lc.condition(w.status, "ClusterOutdated") is None  # absent until it matters
     outdated = replace(READY, recreate=("image", "workerGroups[cpu].resources"))
-    d = w.step(cluster=outdated, job=w.job(JobState.RUNNING))
+    d = w.step(cluster=outdated, job=w.job(RayJobState.RUNNING))
     c = cond(w.status, "ClusterOutdated")
     assert (c.status, c.reason) == ("True", "SpecChanged") and "workerGroups[cpu].resources" in c.message
     assert "suspend and resume" in c.message and not actions(d, DeleteCluster)
     assert [(e.type, e.reason) for e in actions(d, RecordEvent)] == [("Warning", "ClusterOutdated")]
     w.tick(5)
-    d = w.step(cluster=outdated, job=w.job(JobState.RUNNING))
+    d = w.step(cluster=outdated, job=w.job(RayJobState.RUNNING))
     assert not actions(d, RecordEvent)  # said once
     w.tick(5)
-    w.step(cluster=outdated, job=w.job(JobState.FAILED, message="x"))  # attempt 2 is due: recreate first
+    w.step(cluster=outdated, job=w.job(RayJobState.FAILED, message="x"))  # attempt 2 is due: recreate first
     w.tick(5)
     assert actions(w.step(cluster=outdated), DeleteCluster)
     w.tick(5)
@@ -697,7 +699,7 @@ DEFAULT_IMAGE = "ghcr.io/lancedb/geneva-ray-worker:0.1.0"
 def test_a_job_that_cannot_import_the_engine_fails_at_once_naming_the_image_and_the_fix():
     w = World(make_spec(cluster={"image": "rayproject/ray:2.60.0-py311"}, backoffLimit=2)).running()
     on = replace(READY, image="rayproject/ray:2.60.0-py311")
-    d = w.step(cluster=on, job=w.job(JobState.FAILED, message="exit code 1", log_tail=NO_ENGINE_LOG), default_image=DEFAULT_IMAGE)
+    d = w.step(cluster=on, job=w.job(RayJobState.FAILED, message="exit code 1", log_tail=NO_ENGINE_LOG), default_image=DEFAULT_IMAGE)
     assert w.status.phase == "Failed" and w.status.reason == "EngineNotInImage" and w.status.attempts == 1
     assert not actions(d, SubmitJob)
     assert w.status.message == (
@@ -711,7 +713,7 @@ def test_a_job_that_cannot_import_the_engine_fails_at_once_naming_the_image_and_
 def test_the_engine_missing_from_the_operators_default_image_points_at_the_operator_setting():
     w = World(make_spec(cluster={})).running()
     w.step(cluster=replace(READY, image="registry.local/ray:2.60.0"),
-           job=w.job(JobState.FAILED, message="Job entrypoint command failed with exit code 1 ...\n"
+           job=w.job(RayJobState.FAILED, message="Job entrypoint command failed with exit code 1 ...\n"
                      "ModuleNotFoundError: No module named 'lancedb'"))
     assert w.status.reason == "EngineNotInImage"
     assert w.status.message.startswith("spec.cluster.image: the operator's default Ray image registry.local/ray:2.60.0 "
@@ -720,7 +722,7 @@ def test_the_engine_missing_from_the_operators_default_image_points_at_the_opera
 
 def test_the_engine_missing_from_an_existing_cluster_names_that_cluster():
     w = World(make_spec(cluster=None, existingCluster={"name": "shared"})).running()
-    w.step(cluster=replace(READY, owned=False, image="team/ray:1"), job=w.job(JobState.FAILED, log_tail=NO_ENGINE_LOG))
+    w.step(cluster=replace(READY, owned=False, image="team/ray:1"), job=w.job(RayJobState.FAILED, log_tail=NO_ENGINE_LOG))
     assert w.status.reason == "EngineNotInImage"
     assert w.status.message.startswith("spec.existingCluster.name: RayCluster shared runs image team/ray:1, which lacks")
 
@@ -728,7 +730,7 @@ def test_the_engine_missing_from_an_existing_cluster_names_that_cluster():
 def test_a_udf_module_missing_from_the_image_is_an_ordinary_failed_attempt():
     w = World().running()
     log = "error: spec.udf.function: cannot import module 'my_udfs': No module named 'my_udfs'\n"
-    d = w.step(cluster=READY, job=w.job(JobState.FAILED, log_tail=log))
+    d = w.step(cluster=READY, job=w.job(RayJobState.FAILED, log_tail=log))
     assert w.status.reason == "JobFailed" and actions(d, SubmitJob)
 
 
@@ -779,7 +781,7 @@ def test_an_invalid_image_name_fails_at_once():
 def test_pod_trouble_under_a_submitted_job_is_the_jobs_business():
     # e.g. the autoscaler adding a worker no node takes: the job runs on the workers it has.
     w = World().running()
-    d = w.step(cluster=replace(READY, pod_problem=UNSCHEDULABLE), job=w.job(JobState.RUNNING))
+    d = w.step(cluster=replace(READY, pod_problem=UNSCHEDULABLE), job=w.job(RayJobState.RUNNING))
     assert w.status.phase == "Running" and not d.actions
 
 
