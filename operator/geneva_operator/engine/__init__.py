@@ -3,8 +3,9 @@
 Plan (plan.py) -> Ray tasks of a few fragments each, reporting every fragment (execute.py)
 -> grouped commits (commit.py: the first also creates the column), with checkpoints
 (checkpoint.py: per-fragment records while a run is unfinished, folded into one compact
-state after success; carried over compactions by history.py) for resume and mode Missing,
-and progress sinks (progress.py). No Kubernetes here: the same code runs on a laptop's local Ray
+state after success; small objects next to the table, objects.py; carried over compactions
+by history.py) for resume and mode Missing, the run's identity and counters (run.py), and
+progress sinks (progress.py). No Kubernetes here: the same code runs on a laptop's local Ray
 (`geneva-backfill run`, cli.py) and as the Ray job the operator submits (job.py).
 """
 import os as _os

@@ -42,32 +42,33 @@ table version still references without reading every manifest, and deleting one 
 would break time travel and readers pinned to it; they are left to Lance's
 `cleanup_old_versions`, which removes unreferenced files past its age threshold.
 
-Small objects go through plain file I/O on a local disk and through Lance's own object store
-(LanceFileSession) on s3:// / gs:// / az://, so they reach exactly where the table does, with
-the same storage options and credentials.
+Records and state are small objects next to the table (objects.py): they reach exactly where
+the table does, with the same storage options and credentials.
 """
 from __future__ import annotations
 
 import base64
 import json
-import os
-import tempfile
-import threading
 import zlib
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
-from typing import Iterable, Optional
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Iterable, Optional
 
+import lance
 import numpy as np
 import pyarrow as pa
 
-from .errors import StorageError
-from .table import TableLocation
+from .objects import ObjectStore
+from .table import TableLocation, column_ids, field_file
+
+if TYPE_CHECKING:
+    from .commit import Committer
+    from .execute import FragmentResult
+    from .plan import Plan
 
 RECORD_DIR = "_geneva"
 PENDING = "pending"
 STATE = "state.arrow"
-MAX_THREADS = 16  # concurrent requests to an object store
 COMPRESS_STATE_FROM = 1024  # entries
 
 
@@ -156,108 +157,11 @@ def decode_state(data: bytes) -> dict[int, FragmentRecord]:
     return out
 
 
-_SESSIONS: dict = {}
-_SESSIONS_LOCK = threading.Lock()
-
-
-class CheckpointStore:
-    """Small whole-object reads and writes under `<table>.lance/_geneva/<column>/`."""
+class CheckpointStore(ObjectStore):
+    """The two kinds of objects under `<table>.lance/_geneva/<column>/`."""
 
     def __init__(self, loc: TableLocation, column: str):
-        self.loc = loc
-        self.prefix = f"{RECORD_DIR}/{column}"
-        self.local = "://" not in loc.uri  # TableLocation keeps local tables as absolute paths
-
-    def _session(self):
-        # One per table and process: creating it builds an object store client (credentials, pools).
-        from lance.file import LanceFileSession
-
-        key = (self.loc.uri, tuple(sorted(self.loc.storage_options.items())))
-        with _SESSIONS_LOCK:
-            s = _SESSIONS.get(key)
-            if s is None:
-                s = _SESSIONS[key] = LanceFileSession(self.loc.uri, storage_options=self.loc.storage_options or None)
-            return s
-
-    def _local(self, rel: str) -> str:
-        return os.path.join(self.loc.uri, self.prefix, rel)
-
-    def put(self, rel: str, data: bytes) -> None:
-        """Write the whole object at once: readers see the old object or the new one, never a part."""
-        try:
-            if self.local:
-                path = self._local(rel)
-                os.makedirs(os.path.dirname(path), exist_ok=True)
-                fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp-")
-                try:
-                    with os.fdopen(fd, "wb") as f:
-                        f.write(data)
-                    os.replace(tmp, path)
-                except BaseException:
-                    _unlink(tmp)
-                    raise
-                return
-            fd, tmp = tempfile.mkstemp(prefix="geneva-ckpt-")
-            try:
-                with os.fdopen(fd, "wb") as f:
-                    f.write(data)
-                self._session().upload_file(tmp, f"{self.prefix}/{rel}")  # one PUT for an object this small
-            finally:
-                _unlink(tmp)
-        except OSError as e:
-            raise StorageError("table.uri", f"cannot write checkpoint {self.prefix}/{rel} of {self.loc.uri}: {e}") from None
-
-    def get(self, rel: str) -> Optional[bytes]:
-        """The object's bytes, or None when there is none."""
-        try:
-            if self.local:
-                with open(self._local(rel), "rb") as f:
-                    return f.read()
-            fd, tmp = tempfile.mkstemp(prefix="geneva-ckpt-")
-            os.close(fd)
-            try:
-                self._session().download_file(f"{self.prefix}/{rel}", tmp)
-                with open(tmp, "rb") as f:
-                    return f.read()
-            finally:
-                _unlink(tmp)
-        except FileNotFoundError:
-            return None
-        except OSError as e:
-            if _not_found(e):
-                return None
-            raise StorageError("table.uri", f"cannot read checkpoint {self.prefix}/{rel} of {self.loc.uri}: {e}") from None
-
-    def list(self, rel: str) -> list[str]:
-        """Names (relative to `rel`) of the objects directly under `rel`."""
-        try:
-            if self.local:
-                d = self._local(rel)
-                return sorted(n for n in os.listdir(d) if not n.startswith(".tmp-")) if os.path.isdir(d) else []
-            base = f"{self.prefix}/{rel}/"
-            return sorted(p[len(base):] for p in self._session().list(f"{self.prefix}/{rel}")
-                          if p.startswith(base) and "/" not in p[len(base):])
-        except OSError as e:
-            raise StorageError("table.uri", f"cannot list checkpoints {self.prefix}/{rel} of {self.loc.uri}: {e}") from None
-
-    def delete(self, rel: str) -> None:
-        """Delete an object; one that is already gone is fine (a fold may be run twice)."""
-        self.delete_table_file(f"{self.prefix}/{rel}")
-
-    def delete_table_file(self, trel: str) -> None:
-        """Delete a file by its path relative to the table's root (a data file, a checkpoint)."""
-        try:
-            if self.local:
-                os.remove(os.path.join(self.loc.uri, trel))
-            else:
-                self._session().delete_file(trel)
-        except FileNotFoundError:
-            pass
-        except OSError as e:
-            if not _not_found(e):
-                raise StorageError("table.uri", f"cannot delete {trel} of {self.loc.uri}: {e}") from None
-
-    # ----------------------------------------------------------------- the two kinds of objects
+        super().__init__(loc, f"{RECORD_DIR}/{column}")
 
     def write_record(self, rec: FragmentRecord) -> None:
         self.put(f"{PENDING}/{record_name(rec.fragment_id)}", rec.to_json())
@@ -281,14 +185,6 @@ class CheckpointStore:
         recs = self.map(self.read_record, names)
         return {n: r for n, r in zip(names, recs) if r is not None}
 
-    def map(self, fn, items: list) -> list:
-        """fn over items: in threads on an object store (each call is a network round trip),
-        in a plain loop on a local disk (each call takes microseconds, a pool far more)."""
-        if self.local or len(items) <= 1:
-            return [fn(x) for x in items]
-        with ThreadPoolExecutor(min(MAX_THREADS, len(items))) as pool:
-            return list(pool.map(fn, items))
-
     def read_state(self) -> dict[int, FragmentRecord]:
         data = self.get(STATE)
         if data is None:
@@ -307,13 +203,102 @@ def record_name(fragment_id: int) -> str:
     return f"{fragment_id}.json"
 
 
-def _unlink(path: str) -> None:
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
+# ----------------------------------------------------------------- loading and folding
 
 
-def _not_found(e: OSError) -> bool:
-    text = str(e).lower()
-    return "not found" in text or "no such file" in text or "does not exist" in text
+@dataclass
+class Checkpoints:
+    """The column's checkpoints as read at one moment: the folded state and pending records."""
+
+    state: dict[int, FragmentRecord]
+    records: dict[str, FragmentRecord]  # pending file name -> record
+
+    @property
+    def by_fragment(self) -> dict[int, FragmentRecord]:
+        return {r.fragment_id: r for r in self.records.values()}
+
+    def resume_run_id(self, ident: dict) -> Optional[str]:
+        """The id of an unfinished run with this identity, if one left records. Records are
+        deleted when a run finishes, so records with our identity mean an attempt of our run
+        died; its committed fragments count as done in mode All too."""
+        ids = Counter(r.run_id for r in self.records.values() if r.run == ident and r.run_id)
+        return ids.most_common(1)[0][0] if ids else None
+
+
+def load_checkpoints(loc: TableLocation, column: str) -> Checkpoints:
+    store = CheckpointStore(loc, column)
+    return Checkpoints(store.read_state(), store.read_records(store.pending_names()))
+
+
+@dataclass
+class FoldInputs:
+    """What a run gathers for its fold, round after round (see fold)."""
+
+    known: dict[str, FragmentRecord]  # records in memory, newest last: the fold needs not read them back
+    leftovers: bool  # records were there when the run started (a dead attempt's, or a run's not folded)
+    orphans: list[str] = field(default_factory=list)  # outputs of this attempt that were never committed
+    newest: Optional[lance.LanceDataset] = None  # the version our last commit made
+    carried: dict[int, FragmentRecord] = field(default_factory=dict)  # over compactions, by the plans
+    state_outdated: bool = False
+
+    @property
+    def needed(self) -> bool:
+        """Even a run that computed nothing folds these (a run over a folded state writes nothing)."""
+        return self.leftovers or bool(self.carried) or self.state_outdated
+
+    def planned(self, p: "Plan") -> None:
+        self.carried.update(p.carried)
+        self.state_outdated |= p.state_outdated
+
+    def computed(self, r: "FragmentResult") -> None:
+        if r.record is not None:
+            self.known[record_name(r.fragment_id)] = r.record
+
+    def committed(self, committer: "Committer") -> None:
+        self.newest = committer.dataset or self.newest
+        # A stale result's file was never committed, by us or anyone: its record is the only
+        # way to it, and a record can only become committable again if the fragment got back
+        # the exact files it was computed from, which never happens (file names are unique).
+        self.orphans += [r.output_file for r in committer.stale]
+
+
+def fold(loc: TableLocation, column: str, *, known: Optional[dict[str, FragmentRecord]] = None,
+         orphans: list[str] = (), dataset: Optional[lance.LanceDataset] = None,
+         carried: Optional[dict[int, FragmentRecord]] = None, state_outdated: bool = False) -> bool:
+    """After success: fold the pending records (and the checkpoints the plans carried over
+    compactions) into the compact state, then delete the records, then the orphan data files
+    given (outputs of this run never committed). `known` are records already in memory
+    (name -> record), not read again. Returns whether there was anything to fold.
+    `dataset`: the table's newest version if the caller has it at hand. `state_outdated`: the
+    state names fragments that are gone; rewrite it even with nothing else to fold.
+
+    Order matters for a kill at any point: the state is written (one atomic object) before
+    any record is deleted, and it only holds entries naming a fragment's current file, so
+    old state + records, new state + records, or new state alone all plan the same work."""
+    store = CheckpointStore(loc, column)
+    names = store.pending_names()
+    carried = carried or {}
+    if not names and not carried and not state_outdated:
+        return False
+    known = known or {}
+    records = {n: known[n] for n in names if n in known}
+    records.update(store.read_records([n for n in names if n not in known]))
+    state = store.read_state()
+    ds = dataset if dataset is not None else loc.open()
+    current: dict[int, Optional[str]] = {}
+    if column in ds.schema.names:
+        out_ids = column_ids(ds.lance_schema, column)
+        current = {f.fragment_id: field_file(f.metadata, out_ids) for f in ds.get_fragments()}
+    # Entries for fragments gone (compacted, deleted) or rewritten since are dropped: they
+    # could never match again, since data file names are never reused.
+    entries = {fid: e for fid, e in state.items() if e.output_file and current.get(fid) == e.output_file}
+    for r in [*carried.values(), *records.values()]:
+        if r.output_file and current.get(r.fragment_id) == r.output_file:
+            entries[r.fragment_id] = r
+    store.write_state(entries.values())
+    # Every record listed, folded or not: one not naming its fragment's current file was
+    # superseded or never committed, and is of no use from now on.
+    store.map(store.delete, [f"{PENDING}/{n}" for n in names])
+    # Only after the records naming them are gone, so no resume can pick one up.
+    store.map(store.delete_table_file, [f"data/{name}" for name in orphans])
+    return True

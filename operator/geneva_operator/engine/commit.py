@@ -39,22 +39,21 @@ class Committer:
     input_columns: list[str]
     commit_every: int
     on_commit: Callable[[int, list[FragmentResult]], None] = lambda version, results: None
-    pending: list[FragmentResult] = field(default_factory=list)
+    uncommitted: list[FragmentResult] = field(default_factory=list)  # computed, waiting for their group's commit
     stale: list[FragmentResult] = field(default_factory=list)  # rewritten by someone else meanwhile
     version: Optional[int] = None  # newest version we committed
     dataset: Optional[lance.LanceDataset] = None  # that version, as the commit returned it
-    commits: int = 0
     _template: Optional[tuple[int, DataFile]] = None  # (column field id, a DataFile of one of our outputs)
 
     def add(self, result: FragmentResult) -> None:
-        self.pending.append(result)
-        if len(self.pending) >= self.commit_every:
+        self.uncommitted.append(result)
+        if len(self.uncommitted) >= self.commit_every:
             self.flush()
 
     def flush(self) -> None:
-        if not self.pending:
+        if not self.uncommitted:
             return
-        group, self.pending = self.pending, []
+        group, self.uncommitted = self.uncommitted, []
         for attempt in range(MAX_ATTEMPTS):
             ds = self.location.open()
             schema = None
@@ -88,7 +87,6 @@ class Committer:
                 raise StorageError("table.uri", f"committing fragments {[r.fragment_id for r in group]} to "
                                                 f"{self.location.uri} failed: {str(e).splitlines()[0][:500]}") from None
             self.version, self.dataset = new.version, new
-            self.commits += 1
             self.on_commit(new.version, group)
             return
         raise StorageError("table.uri", f"could not commit to {self.location.uri} after {MAX_ATTEMPTS} conflicting attempts")

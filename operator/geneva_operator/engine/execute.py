@@ -179,7 +179,7 @@ def compute_fragment(ctx: TaskContext, unit: WorkUnit) -> FragmentResult:
 
 
 def resumed_result(unit: WorkUnit) -> FragmentResult:
-    rec = unit.ready
+    rec = unit.uncommitted
     return FragmentResult(unit.fragment_id, rec.output_file, unit.rows, 0, 0, unit.base_file, unit.input_signature,
                           record=rec)
 
@@ -305,11 +305,11 @@ def run_units(plan: Plan, ctx: TaskContext, *, concurrency: Optional[int], on_re
     remote = _remote_fn().options(num_cpus=res.cpu, num_gpus=res.gpu or None, memory=_memory_bytes(res.memory),
                                   max_retries=0)
     for unit in plan.units:
-        if unit.ready is not None:
+        if unit.uncommitted is not None:
             on_result(resumed_result(unit))
     slots = _slots(res, concurrency)
     in_flight_max = concurrency if concurrency is not None else QUEUE_PER_SLOT * slots
-    todo = [_Task({u.fragment_id: u for u in g}) for g in task_groups([u for u in plan.units if u.ready is None], slots)]
+    todo = [_Task({u.fragment_id: u for u in g}) for g in task_groups([u for u in plan.units if u.uncommitted is None], slots)]
     todo.reverse()  # pop() from the end, in order
     in_flight: dict = {}  # generator -> _Task
     # No ray.cancel of the tasks still in flight: cancelling a task that Ray is retrying
@@ -321,8 +321,8 @@ def run_units(plan: Plan, ctx: TaskContext, *, concurrency: Optional[int], on_re
         while todo and len(in_flight) < in_flight_max:
             task = todo.pop()
             in_flight[remote.remote(ctx, list(task.units.values()))] = task
-        ready, _ = ray.wait(list(in_flight), num_returns=1)
-        for gen in ready:
+        reporting, _ = ray.wait(list(in_flight), num_returns=1)
+        for gen in reporting:
             task = in_flight[gen]
             try:
                 results = ray.get(next(gen))

@@ -9,7 +9,6 @@ same run (records carry the run's id), so a retried All run resumes too.
 """
 from __future__ import annotations
 
-from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Optional
@@ -20,11 +19,12 @@ import pyarrow as pa
 
 from ..api.job_contract import BackfillWork
 from ..api.models import Mode
-from .checkpoint import NO_ROWS, PENDING, CheckpointStore, FragmentRecord, pack_mask
+from .checkpoint import NO_ROWS, Checkpoints, FragmentRecord, load_checkpoints, pack_mask
 from .errors import SpecError
 from .history import carry_over
 from .table import ROW_OFFSET_MASK, TableLocation, column_ids, field_file, input_signature
 from .types import to_pyarrow
+from .run import run_identity  # noqa: F401 - planning's callers import it from here, as ever
 from .udf import udf_key
 
 @dataclass
@@ -36,7 +36,8 @@ class WorkUnit:
     base_file: Optional[str]  # the column's data file in the pinned version (None: all null)
     base_done: bytes  # packed mask: rows of base_file already computed by this udf version
     input_signature: str
-    ready: Optional[FragmentRecord] = None  # computed by an earlier attempt, only the commit is missing
+    # The record of an output an earlier attempt computed and did not commit: only the commit is missing.
+    uncommitted: Optional[FragmentRecord] = None
 
 
 @dataclass
@@ -58,35 +59,6 @@ class Plan:
     @property
     def rows_total(self) -> int:
         return sum(u.rows for u in self.units)
-
-
-def run_identity(spec: BackfillWork, key: str) -> dict:
-    """What makes two attempts the same run: a retry with this identity resumes the run."""
-    return {"key": key, "where": spec.where or "", "mode": Mode(spec.mode).value}
-
-
-@dataclass
-class Checkpoints:
-    """The column's checkpoints as read at one moment: the folded state and pending records."""
-
-    state: dict[int, FragmentRecord]
-    records: dict[str, FragmentRecord]  # pending file name -> record
-
-    @property
-    def by_fragment(self) -> dict[int, FragmentRecord]:
-        return {r.fragment_id: r for r in self.records.values()}
-
-    def resume_run_id(self, ident: dict) -> Optional[str]:
-        """The id of an unfinished run with this identity, if one left records. Records are
-        deleted when a run finishes, so records with our identity mean an attempt of our run
-        died; its committed fragments count as done in mode All too."""
-        ids = Counter(r.run_id for r in self.records.values() if r.run == ident and r.run_id)
-        return ids.most_common(1)[0][0] if ids else None
-
-
-def load_checkpoints(loc: TableLocation, column: str) -> Checkpoints:
-    store = CheckpointStore(loc, column)
-    return Checkpoints(store.read_state(), store.read_records(store.pending_names()))
 
 
 def check_columns(spec: BackfillWork, ds: lance.LanceDataset) -> tuple[pa.DataType, bool]:
@@ -153,10 +125,11 @@ def plan(spec: BackfillWork, loc: TableLocation, ds: lance.LanceDataset, *, run_
         # The checkpoint describing the fragment's current file (a pending record is newer
         # than the folded state, but either tells the truth if it names the current file).
         committed = next((r for r in (rec, entry, moved) if valid(r) and current is not None and r.output_file == current), None)
-        ready = rec if valid(rec) and committed is None and rec.base_file == current else None
+        uncommitted = rec if valid(rec) and committed is None and rec.base_file == current else None
         # Rows of the current file computed by this udf version: carried into the new record.
         # (None stands for "no rows", the common case, kept free of per-row work.)
-        base_done = ready.base_done_mask() if ready is not None else committed.done_mask() if committed is not None else None
+        base_done = uncommitted.base_done_mask() if uncommitted is not None else \
+            committed.done_mask() if committed is not None else None
         # Rows this run need not compute: all of them in mode Missing; in mode All only those
         # an earlier attempt of this very run committed.
         if not mode_all:
@@ -172,10 +145,10 @@ def plan(spec: BackfillWork, loc: TableLocation, ds: lance.LanceDataset, *, run_
             rows = int(compute.sum())
             if rows == 0:
                 return None
-        if ready is not None:  # computed, not committed: enough if it covers every row we need
-            ready_done = ready.done_mask()
-            if ready_done.all() if compute is None else not (compute & ~ready_done).any():
-                return WorkUnit(frag.fragment_id, n, rows, None, current, ready.base_done, sig, ready=ready)
+        if uncommitted is not None:  # computed, not committed: enough if it covers every row we need
+            covered = uncommitted.done_mask()
+            if covered.all() if compute is None else not (compute & ~covered).any():
+                return WorkUnit(frag.fragment_id, n, rows, None, current, uncommitted.base_done, sig, uncommitted=uncommitted)
         return WorkUnit(frag.fragment_id, n, rows, None if rows == n else pack_mask(compute), current,
                         pack_mask(base_done) if base_done is not None else NO_ROWS, sig)
 
@@ -191,45 +164,3 @@ def plan(spec: BackfillWork, loc: TableLocation, ds: lance.LanceDataset, *, run_
     live = {f.fragment_id for f in frags}
     return Plan(loc, ds.version, key, run_id, output_type, exists, len(frags), [u for u in units if u is not None],
                 carried, any(fid not in live for fid in ckpt.state))
-
-
-def fold(loc: TableLocation, column: str, *, known: Optional[dict[str, FragmentRecord]] = None,
-         orphans: list[str] = (), dataset: Optional[lance.LanceDataset] = None,
-         carried: Optional[dict[int, FragmentRecord]] = None, state_outdated: bool = False) -> bool:
-    """After success: fold the pending records (and the checkpoints the plans carried over
-    compactions) into the compact state, then delete the records, then the orphan data files
-    given (outputs of this run never committed). `known` are records already in memory
-    (name -> record), not read again. Returns whether there was anything to fold.
-    `dataset`: the table's newest version if the caller has it at hand. `state_outdated`: the
-    state names fragments that are gone; rewrite it even with nothing else to fold.
-
-    Order matters for a kill at any point: the state is written (one atomic object) before
-    any record is deleted, and it only holds entries naming a fragment's current file, so
-    old state + records, new state + records, or new state alone all plan the same work."""
-    store = CheckpointStore(loc, column)
-    names = store.pending_names()
-    carried = carried or {}
-    if not names and not carried and not state_outdated:
-        return False
-    known = known or {}
-    records = {n: known[n] for n in names if n in known}
-    records.update(store.read_records([n for n in names if n not in known]))
-    state = store.read_state()
-    ds = dataset if dataset is not None else loc.open()
-    current: dict[int, Optional[str]] = {}
-    if column in ds.schema.names:
-        out_ids = column_ids(ds.lance_schema, column)
-        current = {f.fragment_id: field_file(f.metadata, out_ids) for f in ds.get_fragments()}
-    # Entries for fragments gone (compacted, deleted) or rewritten since are dropped: they
-    # could never match again, since data file names are never reused.
-    entries = {fid: e for fid, e in state.items() if e.output_file and current.get(fid) == e.output_file}
-    for r in [*carried.values(), *records.values()]:
-        if r.output_file and current.get(r.fragment_id) == r.output_file:
-            entries[r.fragment_id] = r
-    store.write_state(entries.values())
-    # Every record listed, folded or not: one not naming its fragment's current file was
-    # superseded or never committed, and is of no use from now on.
-    store.map(store.delete, [f"{PENDING}/{n}" for n in names])
-    # Only after the records naming them are gone, so no resume can pick one up.
-    store.map(store.delete_table_file, [f"data/{name}" for name in orphans])
-    return True

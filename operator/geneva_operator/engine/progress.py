@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Optional, Protocol, TextIO
 
 from ..api.job_contract import ProgressReport
+from .run import RunCounters
 
 
 @dataclass(frozen=True)
@@ -104,44 +105,19 @@ class MultiProgress:
 
 
 class ProgressTracker:
-    """Counts what is done (computed, not yet necessarily committed) and feeds a sink."""
+    """Feeds a sink with a run's counters (run.RunCounters) whenever they move."""
 
-    def __init__(self, sink: ProgressSink, fragments_total: int, rows_total: int, udf_version: Optional[str] = None):
-        self.sink = sink
-        self.fragments_total, self.rows_total = fragments_total, rows_total
-        self.fragments_done = self.rows_done = 0
-        self.fragments_committed = self.rows_committed = 0
-        self.udf_version = udf_version
-        self.table_version: Optional[int] = None
+    def __init__(self, sink: ProgressSink, counters: RunCounters, udf_version: Optional[str] = None):
+        self.sink, self.counters, self.udf_version = sink, counters, udf_version
+        self.table_version: Optional[int] = None  # of our newest commit
         self.started = time.monotonic()
-
-    def fragment_done(self, rows: int) -> None:
-        self.fragments_done += 1
-        self.rows_done += rows
-        self.emit()
-
-    def fragment_undone(self, rows: int) -> None:
-        """A computed fragment was rewritten by another writer before we committed it."""
-        self.fragments_done -= 1
-        self.rows_done -= rows
-
-    def totals(self, fragments_total: int, rows_total: int) -> None:
-        """The run planned (again): what it has done plus what the plan still holds."""
-        self.fragments_total, self.rows_total = fragments_total, rows_total
-        self.emit()
-
-    def committed(self, version: int, group: list = ()) -> None:
-        """A commit landed, with `group` (FragmentResults: their .rows) in it."""
-        self.table_version = version
-        self.fragments_committed += len(group)
-        self.rows_committed += sum(r.rows for r in group)
-        self.emit()
 
     def rate(self) -> Optional[float]:
         elapsed = time.monotonic() - self.started
-        return self.rows_done / elapsed if elapsed > 0 and self.rows_done else None
+        done = self.counters.rows_done
+        return done / elapsed if elapsed > 0 and done else None
 
     def emit(self) -> None:
-        self.sink.update(ProgressUpdate(self.fragments_done, self.fragments_total, self.rows_done,
-                                        self.rows_total, self.rate(), self.table_version,
-                                        self.fragments_committed, self.rows_committed, self.udf_version))
+        c = self.counters
+        self.sink.update(ProgressUpdate(c.fragments_done, c.fragments_total, c.rows_done, c.rows_total, self.rate(),
+                                        self.table_version, c.fragments_committed, c.rows_committed, self.udf_version))

@@ -9,15 +9,16 @@ from typing import Optional, Union
 
 from ..api.job_contract import BackfillWork, ResultReport, work_from_spec
 from ..api.models import BackfillSpec
-from .checkpoint import record_name
+from .checkpoint import FoldInputs, fold, load_checkpoints
 from .commit import Committer
 from .errors import BackfillError
-from .execute import TaskContext, run_units
+from .execute import FragmentResult, TaskContext, run_units
 from .manifest import parse_spec
-from .plan import Plan, fold, load_checkpoints, plan, run_identity
+from .plan import Plan, plan
 from .progress import NullProgress, ProgressSink, ProgressTracker
+from .run import RunCounters, RunIdentity
 from .table import TableLocation
-from .udf import check_target, udf_key
+from .udf import check_target
 
 log = logging.getLogger(__name__)
 
@@ -26,11 +27,8 @@ MAX_ROUNDS = 3  # plan again when concurrent writers rewrote fragments we comput
 
 @dataclass
 class BackfillResult:
-    """What a run did. The totals count this run's work, not the table: rows_total is the rows
-    it planned to write (selected, not done yet), fragments_total the fragments they are in.
-    When another writer rewrites a fragment under the run (a compaction) before its commit,
-    its rows are planned again from the new fragments: the totals become what is done plus
-    what the new plan holds, so done never exceeds total."""
+    """What a run did: its counters at the end (run.RunCounters says what they count), the
+    table versions it read and left, and how long it took."""
 
     committed_version: int  # the table version after the run (the read version if nothing was committed)
     read_version: int  # the version the (first) plan pinned
@@ -92,113 +90,94 @@ def run_backfill(spec: Union[BackfillWork, BackfillSpec, dict], *, progress: Opt
     is committed before the first group of fragments is computed, so a spec or udf that fails
     from the start leaves the table exactly as it was. `num_cpus`: of a local Ray started here."""
     started = time.monotonic()
-    spec = _coerce_spec(spec)
+    work = _coerce_spec(spec)
     sink = progress or NullProgress()
-    loc = TableLocation.from_ref(spec.table)
-    key = udf_key(spec.udf, spec.column)
-    ident = run_identity(spec, key)
+    loc = TableLocation.from_ref(work.table)
     ds = loc.open()  # first: a missing or unreachable table is reported as such
     if not (ray_address or os.environ.get("RAY_ADDRESS")):
         # The workers of a local Ray import the udf from this very environment: an import
         # error is theirs too, and found here costs no Ray start (10-30 s). A cluster's
         # workers may have modules this process lacks (image, runtimeEnv): left to them.
-        check_target(spec.udf)
-    checkpoints = load_checkpoints(loc, spec.column)
-    # Records left by a dead attempt of this same run: adopt its id (see Checkpoints.resume_run_id).
-    run_id = checkpoints.resume_run_id(ident) or os.urandom(12).hex()
-    leftovers = bool(checkpoints.records)
-    # Records in memory, newest last: the fold then needs not read them back from storage.
-    known = dict(checkpoints.records)
-
-    totals = dict(fragments_done=0, fragments_total=0, rows_done=0, rows_total=0, rows_computed=0, udf_calls=0, commits=0,
-                  rows_discarded=0)
-    read_version = None
-    committed_version = None
-    tracker: Optional[ProgressTracker] = None
-    orphans: list[str] = []  # outputs of this attempt that were never committed
-    newest = None  # the version our last commit made, as a dataset
-    carried: dict = {}  # checkpoints the plans carried over compactions, for the fold
-    state_outdated = False
+        check_target(work.udf)
+    checkpoints = load_checkpoints(loc, work.column)
+    run = RunIdentity.start(work, loc, checkpoints)
+    counters = RunCounters()
+    tracker = ProgressTracker(sink, counters, run.udf_version)
+    fold_inputs = FoldInputs(known=dict(checkpoints.records), leftovers=bool(checkpoints.records))
+    read_version = committed_version = None
     try:
         for round_no in range(MAX_ROUNDS):
-            ds = ds if round_no == 0 else loc.open()
+            ds = ds if round_no == 0 else run.table.open()
             # Round 0 plans from the checkpoints read above; later rounds read them again (this
             # run's records now say which fragments it committed).
-            p: Plan = plan(spec, loc, ds, run_id=run_id, checkpoints=checkpoints if round_no == 0 else None)
+            p: Plan = plan(work, run.table, ds, run_id=run.run_id, checkpoints=checkpoints if round_no == 0 else None)
             read_version = read_version if read_version is not None else p.read_version
-            carried.update(p.carried)
-            state_outdated |= p.state_outdated
             committed_version = committed_version or p.read_version
-            # What is done so far plus what this plan still has (see BackfillResult).
-            totals["fragments_total"] = totals["fragments_done"] + len(p.units)
-            totals["rows_total"] = totals["rows_done"] + p.rows_total
-            if round_no == 0:
-                tracker = ProgressTracker(sink, len(p.units), p.rows_total, spec.udf.version)
-            tracker.totals(totals["fragments_total"], totals["rows_total"])
-            committer = Committer(loc, spec.column, p.output_type, list(spec.udf.input_columns), spec.commit_every,
-                                  on_commit=lambda v, group: tracker.committed(v, group))
+            fold_inputs.planned(p)
+            counters.planned(len(p.units), p.rows_total)
+            tracker.emit()
+            committer = Committer(run.table, run.column, p.output_type, list(work.udf.input_columns), work.commit_every,
+                                  on_commit=lambda version, group: _committed(tracker, version, group))
             if not p.units:
                 if not p.column_exists:
                     committer.ensure_column()  # an empty selection still yields the column
-                    committed_version = loc.open().version
+                    committed_version = run.table.open().version
                 break
             ensure_ray(ray_address, num_cpus)
-            ctx = TaskContext(loc, p.read_version, spec.column, p.column_exists, spec.udf, p.key, run_id, ident)
+            ctx = TaskContext(run.table, p.read_version, run.column, p.column_exists, work.udf, run.key, run.run_id,
+                              run.as_recorded)
 
             def on_result(r, committer=committer):
-                totals["fragments_done"] += 1
-                totals["rows_done"] += r.rows
-                totals["rows_computed"] += r.rows_computed
-                totals["udf_calls"] += r.udf_calls
-                tracker.fragment_done(r.rows)
-                if r.record is not None:
-                    known[record_name(r.fragment_id)] = r.record
+                counters.computed(r)
+                tracker.emit()
+                fold_inputs.computed(r)
                 committer.add(r)
 
-            run_units(p, ctx, concurrency=spec.concurrency, on_result=on_result)
+            run_units(p, ctx, concurrency=work.concurrency, on_result=on_result)
             committer.flush()
-            totals["commits"] += committer.commits
             committed_version = committer.version or committed_version
-            newest = committer.dataset or newest
-            # A stale result's file was never committed, by us or anyone: its record is the only
-            # way to it, and a record can only become committable again if the fragment got back
-            # the exact files it was computed from, which never happens (file names are unique).
-            orphans += [r.output_file for r in committer.stale]
+            fold_inputs.committed(committer)
             if not committer.stale:
                 break
             # Rewritten under us: their rows are counted again when the next round plans them.
             log.warning("%d fragments were rewritten by another writer while computing; planning them again",
                         len(committer.stale))
             for r in committer.stale:
-                totals["fragments_done"] -= 1
-                totals["rows_done"] -= r.rows
-                totals["rows_discarded"] += r.rows_computed
-                tracker.fragment_undone(r.rows)
+                counters.discarded(r)
         # The run is finished only once folded: until then its records say "unfinished run",
         # and a retry (same identity) is a resume that finds nothing left but the fold. So a
         # storage error here fails the job like any other; its retry computes nothing again.
-        if totals["fragments_total"] or leftovers or carried or state_outdated:  # a no-op run over a folded state writes nothing
-            fold(loc, spec.column, known=known, orphans=orphans, dataset=newest, carried=carried,
-                 state_outdated=state_outdated)
+        if counters.fragments_total or fold_inputs.needed:  # a no-op run over a folded state writes nothing
+            fold(run.table, run.column, known=fold_inputs.known, orphans=fold_inputs.orphans, dataset=fold_inputs.newest,
+                 carried=fold_inputs.carried, state_outdated=fold_inputs.state_outdated)
     except BackfillError as e:
-        if tracker is not None and tracker.fragments_total:
-            e.message += "; " + left_behind(tracker)
+        if counters.fragments_total:
+            e.message += "; " + left_behind(counters, run.udf_version)
         raise
     finally:
         sink.close()
+    c = counters
     return BackfillResult(committed_version=committed_version, read_version=read_version,
-                          seconds=time.monotonic() - started, **totals)
+                          fragments_done=c.fragments_done, fragments_total=c.fragments_total, rows_done=c.rows_done,
+                          rows_total=c.rows_total, rows_computed=c.rows_computed, udf_calls=c.udf_calls,
+                          commits=c.commits, seconds=time.monotonic() - started, rows_discarded=c.rows_discarded)
 
 
-def left_behind(t: ProgressTracker) -> str:
+def _committed(tracker: ProgressTracker, version: int, group: list[FragmentResult]) -> None:
+    tracker.counters.committed(group)
+    tracker.table_version = version
+    tracker.emit()
+
+
+def left_behind(c: RunCounters, udf_version: str) -> str:
     """What a run that failed after it started computing leaves in the table. Commits are
     whole groups of whole fragments, so it is exact per fragment: the committed ones hold this
     udf version in the rows the run selected, everything else what it held before."""
-    if not t.fragments_committed:
-        return (f"no fragment was committed (0 of {t.fragments_total}): the column holds what it held before the run; "
+    if not c.fragments_committed:
+        return (f"no fragment was committed (0 of {c.fragments_total}): the column holds what it held before the run; "
                 "running the same spec again resumes from the fragments already computed")
-    return (f"{t.fragments_committed} of {t.fragments_total} fragments ({t.rows_committed} of {t.rows_total} rows) "
-            f"were committed: the rows this run selected in them hold udf.version {t.udf_version!r}, every other "
+    return (f"{c.fragments_committed} of {c.fragments_total} fragments ({c.rows_committed} of {c.rows_total} rows) "
+            f"were committed: the rows this run selected in them hold udf.version {udf_version!r}, every other "
             "row what it held before the run (an earlier version's value, or null); running the same spec again "
             "resumes without computing the committed fragments again")
 
