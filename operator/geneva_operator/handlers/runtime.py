@@ -20,6 +20,7 @@ from ..api.job_contract import entrypoint, last_report, work_from_spec
 from ..api.models import GROUP, KIND, VERSION, BackfillSpec, BackfillStatus
 from ..cluster import build_ray_cluster, dashboard_url, in_place_patch, needs_recreate, ray_cluster_name, token_secret_ref
 from ..cluster.pods import pod_problem
+from ..cluster.readiness import head_image, ray_cluster_ready
 from ..kube import Kube, SecretProblem, is_transient
 from ..lifecycle import (
     ClusterView,
@@ -83,31 +84,6 @@ def status_patch(old: Mapping[str, Any], new: BackfillStatus) -> dict[str, Any]:
     patch: dict[str, Any] = {k: v for k, v in wire.items() if old.get(k) != v}
     patch.update({k: None for k in old if k in _STATUS_KEYS and k not in wire})
     return patch
-
-
-def _ray_cluster_ready(obj: Mapping[str, Any]) -> tuple[bool, str]:
-    """KubeRay >= 1.2 conditions (HeadPodReady, RayClusterProvisioned, RayClusterReplicaFailure),
-    falling back to the older `.status.state == ready`."""
-    if obj.get("metadata", {}).get("deletionTimestamp"):
-        return False, "RayCluster is being deleted"
-    status = obj.get("status") or {}
-    conditions = {c.get("type"): c for c in status.get("conditions") or []}
-    head = conditions.get("HeadPodReady")
-    if head is not None and head.get("status") == "True":
-        return True, ""
-    if head is None and status.get("state") == "ready":
-        return True, ""
-    failure = conditions.get("RayClusterReplicaFailure")
-    if failure is not None and failure.get("status") == "True":
-        return False, f"{failure.get('reason', '')}: {failure.get('message', '')}".strip(": ")
-    if head is not None:
-        return False, f"head pod not ready: {head.get('reason', '')} {head.get('message', '')}".strip()
-    return False, f"RayCluster state {status.get('state') or 'unknown'}"
-
-
-def _head_image(obj: Mapping[str, Any]) -> Optional[str]:
-    containers = (((obj.get("spec") or {}).get("headGroupSpec") or {}).get("template") or {}).get("spec", {}).get("containers") or []
-    return containers[0].get("image") if containers else None
 
 
 class ClusterReader(Protocol):
@@ -241,7 +217,7 @@ class Runtime:
             return ClusterView(exists=False)
         refs = obj.get("metadata", {}).get("ownerReferences") or []
         owned = spec.existing_cluster is None and any(r.get("uid") == observed.uid for r in refs)
-        ready, message = _ray_cluster_ready(obj)
+        ready, message = ray_cluster_ready(obj)
         patch, recreate, problem = None, (), None
         if not observed.deleting:
             problem = pod_problem(await clusters.ray_pods(observed.namespace, observed.cluster_name))
@@ -250,7 +226,7 @@ class Runtime:
             patch = in_place_patch(obj, desired)
             recreate = tuple(needs_recreate(obj, desired))
         return ClusterView(exists=True, ready=ready, owned=owned, message=message, patch=patch, recreate=recreate,
-                           image=_head_image(obj), pod_problem=problem)
+                           image=head_image(obj), pod_problem=problem)
 
     def ray(self, observed: Observed, token: Optional[BearerToken]) -> RayJobClient:
         return RayJobClient(

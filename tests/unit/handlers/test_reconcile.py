@@ -28,7 +28,7 @@ from geneva_operator.handlers import backfill, caches, startup  # noqa: E402
 from geneva_operator.handlers.caches import IndexedClusters, TokenCache  # noqa: E402
 from geneva_operator.handlers.columns import backfill_columns  # noqa: E402
 from geneva_operator.kube import SecretProblem  # noqa: E402
-from geneva_operator.handlers.runtime import Runtime, _ray_cluster_ready, parse_status, spec_of, status_patch  # noqa: E402
+from geneva_operator.handlers.runtime import Runtime, parse_status, spec_of, status_patch  # noqa: E402
 from geneva_operator.rayjobs import LogFollower, RayJobError  # noqa: E402
 from geneva_operator.settings import DEFAULT_RAY_IMAGE, OperatorSettings  # noqa: E402
 
@@ -483,21 +483,6 @@ def test_status_patch_sets_changes_and_removes_stale_keys():
 
 def test_parse_status_ignores_unknown_keys():
     assert parse_status({"phase": "Running", "kopf": {"progress": {}}}).phase == "Running"
-
-
-@pytest.mark.parametrize(
-    "obj,ready",
-    [
-        ({"status": {"conditions": [{"type": "HeadPodReady", "status": "True"}]}}, True),
-        ({"status": {"state": "ready", "conditions": [{"type": "HeadPodReady", "status": "False"}]}}, False),
-        ({"status": {"state": "ready"}}, True),
-        ({"status": {}}, False),
-        ({"metadata": {"deletionTimestamp": "x"}, "status": {"state": "ready"}}, False),
-        ({"status": {"conditions": [{"type": "RayClusterReplicaFailure", "status": "True", "reason": "FailedCreateHeadPod"}]}}, False),
-    ],
-)
-def test_ray_cluster_readiness(obj, ready):
-    assert _ray_cluster_ready(obj)[0] is ready
 
 
 class _StopFlag:
