@@ -472,6 +472,31 @@ class Phase(str, Enum):
     Suspended = "Suspended"
 
 
+class State(str, Enum):
+    """Where the lifecycle of a backfill is (lifecycle/__init__.py has the table of states and
+    their steps). The phase and the conditions are computed from it, never the other way."""
+
+    New = "New"  # a run (or a resumed one) started in this reconcile; its start is not persisted yet
+    WaitingForInputs = "WaitingForInputs"  # a Secret, an existingCluster or the column is not available yet
+    CreatingCluster = "CreatingCluster"  # our RayCluster is being created
+    WaitingForCluster = "WaitingForCluster"  # the RayCluster exists and is not ready (or is being recreated)
+    Preparing = "Preparing"  # the cluster is ready; the run's start is recorded before the first submission
+    Submitting = "Submitting"  # the job of this attempt is submitted and has not started running
+    Running = "Running"  # the job runs
+    Retrying = "Retrying"  # an attempt failed after the run ran; the next one is being prepared or started
+    Suspending = "Suspending"  # spec.suspend: stopping the job, deleting our cluster
+    Suspended = "Suspended"  # spec.suspend: nothing of ours runs
+    Succeeded = "Succeeded"
+    Failed = "Failed"
+
+
+class ActionError(_Model):
+    action: str = Field(description="The action the API server or Ray refused (CreateCluster, PatchCluster, SubmitJob).")
+    reason: str = Field(description="CamelCase reason, e.g. SubmissionRejected or ClusterRejected.")
+    field: str = Field(description="The spec field to fix, e.g. spec.runtimeEnv.")
+    message: str = Field(default="", description="What the API server or Ray answered.")
+
+
 class Condition(_Model):
     type: str = Field(description="ClusterReady, JobSubmitted, Progressing, Complete or Failed.")
     status: str = Field(pattern=r"^(True|False|Unknown)$", description="True, False or Unknown.")
@@ -497,6 +522,8 @@ class Progress(_Model):
 
 
 class BackfillStatus(_Model):
+    state: Optional[State] = Field(default=None, description="The operator's own state of the lifecycle, from which phase "
+                                   "and conditions follow (for tools and debugging; phase is the stable summary).")
     phase: Optional[Phase] = Field(default=None, description="Pending, Provisioning, Running, Succeeded, Failed or Suspended.")
     conditions: list[Condition] = Field(
         default_factory=list,
@@ -517,3 +544,7 @@ class BackfillStatus(_Model):
     reason: Optional[str] = Field(default=None, description="Reason of the current phase (CamelCase).")
     message: Optional[str] = Field(default=None, description="Detail of the current phase.")
     log_tail: Optional[str] = Field(default=None, description="Last lines of the driver log of a failed job.")
+    cleanup_after: Optional[str] = Field(default=None, description="When the RayCluster this backfill created is deleted "
+                                         "(spec.cleanup, RFC 3339); unset when it is kept or already deleted.")
+    last_action_error: Optional[ActionError] = Field(default=None, description="What the API server or Ray refused when "
+                                                     "the operator last acted; the next reconcile fails the backfill with it.")

@@ -36,12 +36,10 @@ from ..rayjobs import LogFollower, RayJobError, RayUnauthorized
 from ..settings import OperatorSettings
 from .caches import IndexedClusters
 from .columns import column_busy
-from .runtime import ClusterReader, Runtime, parse_status, spec_of, status_patch
+from .runtime import ClusterReader, Runtime, parse_status, status_patch
 
 logger = logging.getLogger(__name__)
 
-# Read at import: kopf needs the intervals when the decorators run.
-SETTINGS = OperatorSettings()
 TICK_SECONDS = 1.0
 # How late after ttlSecondsAfterFinished a cluster may be deleted, traded against waking
 # every finished backfill each second (the operator benchmark saw 200 ticks/s at idle).
@@ -75,21 +73,24 @@ async def reconcile(
             logger.debug("skipping a reconcile (%s) on a body older than the status we wrote", handler)
             return False
         try:
-            waiting = column_busy(body, columns, memo) if columns is not None else None
-            observed, token = await runtime.observe(body, memo, clusters=clusters, waiting=waiting)
+            column = column_busy(body, columns, memo) if columns is not None else None
+            observed, token = await runtime.observe(body, memo, clusters=clusters, column=column)
             decision = lifecycle.decide(observed)
-            decision = await runtime.execute(observed, decision, token, body)
+            refused = await runtime.execute(observed, decision, token, body)
         except Exception:
             metrics.RECONCILE_ERRORS.labels(handler=handler).inc()
             raise
+        status = decision.status
+        if refused is not None:  # an outcome for the next reconcile to observe, not a decision
+            status = status.model_copy(update={"last_action_error": refused})
         old: Mapping[str, Any] = body.get("status") or {}
-        changes = status_patch(old, decision.status)
+        changes = status_patch(old, status)
         if changes:  # recorded before the lock goes: the next holder must see it
-            memo.written_status = (decision.status, time.monotonic() + STALE_BODY_SECONDS)
+            memo.written_status = (status, time.monotonic() + STALE_BODY_SECONDS)
     for key, value in changes.items():
         patch.status[key] = value
-    _account(body, old, decision.status)
-    memo.next_reconcile = time.monotonic() + _interval(decision.status.phase)
+    _account(body, old, status)
+    memo.next_reconcile = time.monotonic() + _next_look(runtime.settings, decision, refused is not None)
     return True
 
 
@@ -118,23 +119,27 @@ def _account(body: kopf.Body, old: Mapping[str, Any], new: Any) -> None:
         metrics.rows_committed((old.get("progress") or {}).get("rowsDone", 0), new.progress.rows_done)
 
 
-def _interval(phase: Optional[str]) -> float:
-    return SETTINGS.poll_interval_seconds if phase == Phase.Running.value else SETTINGS.provisioning_poll_seconds
+def _next_look(settings: OperatorSettings, decision: lifecycle.Decision, at_once: bool) -> float:
+    """Seconds to the next periodic reconcile: when the decision asks (a cleanup's TTL), else the
+    poll interval of its phase; at once when an action's refusal waits to be observed."""
+    if at_once:
+        return 0.0
+    if decision.requeue_after is not None:
+        return decision.requeue_after
+    running = decision.status.phase == Phase.Running.value
+    return settings.poll_interval_seconds if running else settings.provisioning_poll_seconds
 
 
-def _should_tick(spec: Mapping[str, Any], status: Mapping[str, Any], meta: Mapping[str, Any] = {},
-                 memo: Optional[kopf.Memo] = None, **_: Any) -> bool:
-    parsed, observed = spec_of(meta, spec, memo)[0], parse_status(status)
-    return lifecycle.should_poll(parsed, observed) and not lifecycle.waiting_for_cleanup(parsed, observed)
+def _should_tick(status: Mapping[str, Any], **_: Any) -> bool:
+    return lifecycle.polls(parse_status(status))
 
 
-def _waiting_for_cleanup(spec: Mapping[str, Any], status: Mapping[str, Any], meta: Mapping[str, Any] = {},
-                         memo: Optional[kopf.Memo] = None, **_: Any) -> bool:
-    return lifecycle.waiting_for_cleanup(spec_of(meta, spec, memo)[0], parse_status(status))
+def _waiting_for_cleanup(status: Mapping[str, Any], **_: Any) -> bool:
+    return lifecycle.waits_for_cleanup(parse_status(status))
 
 
 def _job_submitted(status: Mapping[str, Any], **_: Any) -> bool:
-    return bool(status.get("jobId")) and status.get("phase") in (Phase.Provisioning.value, Phase.Running.value)
+    return lifecycle.follows_job(parse_status(status))
 
 
 @kopf.on.create(GROUP, VERSION, PLURAL, id="reconcile-create", backoff=5)
@@ -166,6 +171,8 @@ async def on_tick(body: kopf.Body, memo: kopf.Memo, patch: kopf.Patch, ray_clust
 @kopf.timer(GROUP, VERSION, PLURAL, interval=CLEANUP_TICK_SECONDS, when=_waiting_for_cleanup)
 async def on_cleanup_tick(body: kopf.Body, memo: kopf.Memo, patch: kopf.Patch, ray_clusters: kopf.Index,
                           backfill_columns: kopf.Index, ray_pods: kopf.Index, **_: Any) -> None:
+    if time.monotonic() < memo.get("next_reconcile", 0.0):
+        return  # the TTL has not run out (Decision.requeue_after)
     await reconcile(body, memo, patch, "cleanup", IndexedClusters(ray_clusters, ray_pods), backfill_columns)
 
 
@@ -190,7 +197,7 @@ async def follow_progress(body: kopf.Body, memo: kopf.Memo, stopped: kopf.Daemon
             logger.debug("log tail of %s interrupted: %s", job_id, e)
         # Reconnect after a pause if the stream broke; once the log ended (the job is over),
         # wait for the next job id (a retry) or for kopf to stop us (phase changed).
-        retry_at = time.monotonic() + SETTINGS.provisioning_poll_seconds
+        retry_at = time.monotonic() + runtime.settings.provisioning_poll_seconds
         while not stopped and (body.get("status") or {}).get("jobId") == job_id:
             if not follower.finished and time.monotonic() >= retry_at:
                 break

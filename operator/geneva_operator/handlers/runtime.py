@@ -22,17 +22,21 @@ from ..cluster import build_ray_cluster, dashboard_url, in_place_patch, needs_re
 from ..cluster.pods import pod_problem
 from ..cluster.readiness import head_image, ray_cluster_ready
 from ..kube import Kube, SecretProblem, is_transient
+from ..api.models import ActionError
 from ..lifecycle import (
     ClusterView,
+    ColumnHeld,
     CreateCluster,
     Decision,
     DeleteCluster,
-    InputError,
     JobUnknown,
     JobView,
     Observed,
     PatchCluster,
+    RayAuthRefused,
     RecordEvent,
+    SecretMissing,
+    SpecInvalid,
     StopJob,
     SubmitJob,
 )
@@ -45,16 +49,16 @@ logger = logging.getLogger(__name__)
 _STATUS_KEYS = {f.alias or name for name, f in BackfillStatus.model_fields.items()}
 
 
-def parse_spec(spec: Mapping[str, Any]) -> tuple[Optional[BackfillSpec], Optional[InputError]]:
+def parse_spec(spec: Mapping[str, Any]) -> tuple[Optional[BackfillSpec], Optional[SpecInvalid]]:
     try:
         return BackfillSpec.model_validate(dict(spec)), None
     except ValidationError as e:
         first = e.errors()[0]
         where = "spec." + ".".join(str(p) for p in first["loc"]) if first["loc"] else "spec"
-        return None, InputError(where, "InvalidSpec", f"{first['msg']} ({e.error_count()} error(s))")
+        return None, SpecInvalid(where, f"{first['msg']} ({e.error_count()} error(s))")
 
 
-def spec_of(meta: Mapping[str, Any], spec: Mapping[str, Any], memo: Any = None) -> tuple[Optional[BackfillSpec], Optional[InputError]]:
+def spec_of(meta: Mapping[str, Any], spec: Mapping[str, Any], memo: Any = None) -> tuple[Optional[BackfillSpec], Optional[SpecInvalid]]:
     """parse_spec, remembered in the resource's kopf memo by (uid, generation): kopf asks the
     timers' filters every second for every resource, the spec only changes with
     metadata.generation, and validating it was a tenth of the operator's CPU at 200
@@ -111,7 +115,7 @@ class Runtime:
         """The facts in the resource itself (no API calls)."""
         meta = body["metadata"]
         name, namespace = meta["name"], meta["namespace"]
-        spec, input_error = spec_of(meta, body.get("spec") or {}, memo)
+        spec, spec_error = spec_of(meta, body.get("spec") or {}, memo)
         existing = spec.existing_cluster if spec is not None else None
         cluster_name = existing.name if existing is not None else ray_cluster_name(name)
         return Observed(
@@ -125,36 +129,36 @@ class Runtime:
             cluster_name=cluster_name,
             dashboard_url=dashboard_url(self.settings.dashboard_url_template, cluster_name=cluster_name, namespace=namespace),
             deleting=deleting,
-            input_error=input_error,
+            spec_error=spec_error,
             default_image=self.settings.default_ray_image,
         )
 
     async def observe(
         self, body: Mapping[str, Any], memo: Any, deleting: bool = False, clusters: Optional[ClusterReader] = None,
-        waiting: Optional[InputError] = None,
+        column: Optional[ColumnHeld] = None,
     ) -> tuple[Observed, Optional[BearerToken]]:
         """What `decide` needs (and only that: see lifecycle.needs), plus the Ray token.
         RayClusters are read from `clusters` (the operator's watch cache), else with a GET.
-        `waiting`: what the handlers found this backfill must wait for (a busy column)."""
+        `column`: the backfill holding this backfill's column, if one does (handlers/columns.py)."""
         observed = self._base(body, deleting, memo)
-        if waiting is not None and not deleting:
-            observed = replace(observed, input_error=waiting)
+        if column is not None and not deleting:
+            observed = replace(observed, column=column)
         spec = observed.spec
-        needs = lifecycle.needs(spec, observed.status, observed.now, deleting)
+        needs = lifecycle.needs(spec, observed.status, deleting)
         token: Optional[BearerToken] = None
         if spec is not None and (needs.inputs or needs.job_id or deleting):
-            token, problem = await self._token(observed.namespace, spec)
-            if problem is not None and not deleting:
-                observed = replace(observed, input_error=problem)  # takes precedence: it needs an edit or a Secret
+            token, missing = await self._token(observed.namespace, spec)
+            if missing is not None and not deleting:
+                observed = replace(observed, secret=missing)
         if needs.cluster and spec is not None:
             cluster = await self._observe_cluster(observed, spec, clusters or self.kube)
         else:
             cluster = None
         job = None
-        if needs.job_id and cluster is not None and cluster.ready and observed.input_error is None:
-            job, auth_problem = await self._observe_job(observed, needs.job_id, token, memo)
-            if auth_problem is not None:
-                observed = replace(observed, input_error=auth_problem)
+        if needs.job_id and cluster is not None and cluster.ready and lifecycle.blocking(observed, observed.status) is None:
+            job, refused = await self._observe_job(observed, needs.job_id, token, memo)
+            if refused is not None:
+                observed = replace(observed, ray_auth=refused)
         return replace(observed, cluster=cluster, job=job), token
 
     async def observe_for_logs(self, body: Mapping[str, Any]) -> tuple[Observed, Optional[BearerToken]]:
@@ -167,7 +171,7 @@ class Runtime:
             raise RayJobError(problem.message)
         return observed, token
 
-    async def _token(self, namespace: str, spec: BackfillSpec) -> tuple[Optional[BearerToken], Optional[InputError]]:
+    async def _token(self, namespace: str, spec: BackfillSpec) -> tuple[Optional[BearerToken], Optional[SecretMissing]]:
         ref = token_secret_ref(spec, self.settings)
         if ref is None:
             return None, None
@@ -175,7 +179,7 @@ class Runtime:
             return BearerToken(await self.tokens.get(namespace, ref.name, ref.key)), None
         except SecretProblem as e:
             field = "spec.auth.tokenSecretRef" if spec.auth.token_secret_ref is not None else "GENEVA_RAY_TOKEN_SECRET"
-            return None, InputError(field, "AuthSecretNotFound", str(e), may_clear=e.may_clear)
+            return None, SecretMissing(field, str(e), may_clear=e.may_clear)
 
     def _owner(self, observed: Observed) -> dict[str, Any]:
         return {"apiVersion": f"{GROUP}/{VERSION}", "kind": KIND, "name": observed.name, "uid": observed.uid}
@@ -235,7 +239,7 @@ class Runtime:
 
     async def _observe_job(
         self, observed: Observed, job_id: str, token: Optional[BearerToken], memo: Any
-    ) -> tuple[JobView, Optional[InputError]]:
+    ) -> tuple[JobView, Optional[RayAuthRefused]]:
         async def look(token: Optional[BearerToken]) -> JobView:
             ray = self.ray(observed, token)
             info = await ray.get_job(job_id)
@@ -253,36 +257,33 @@ class Runtime:
         try:
             return await self._with_fresh_token(observed, token, look), None
         except RayUnauthorized as e:
-            return JobView(job_id, JobUnknown.UNREACHABLE, str(e)), _auth_failure(e)
+            return JobView(job_id, JobUnknown.UNREACHABLE, str(e)), RayAuthRefused(str(e))
         except RayJobError as e:
             return JobView(job_id, JobUnknown.UNREACHABLE, str(e)), None
 
     # -- act
 
-    async def execute(self, observed: Observed, decision: Decision, token: Optional[BearerToken], body: Any) -> Decision:
-        """Run the actions in order. Transient failures raise (the status is then not written
-        and the next reconcile starts over: every action is idempotent). Permanent ones (the
-        API server or Ray rejecting what we send) fail the backfill with the reason."""
+    async def execute(self, observed: Observed, decision: Decision, token: Optional[BearerToken], body: Any) -> Optional[ActionError]:
+        """Run the actions in order and report how it went; nothing is decided here. Transient
+        failures raise (the next reconcile starts over: every action is idempotent). What the
+        API server or Ray refuses is returned, for the status (lastActionError): the next
+        reconcile observes it and fails the backfill with it. The actions after it are not run."""
         for action in decision.actions:
             try:
                 await self._execute_one(observed, action, token, body)
             except RayUnauthorized as e:
-                return await self._fail_permanently(observed, _auth_failure(e), token, body)
+                return ActionError(action=type(action).__name__, reason=RayAuthRefused.reason, field=RayAuthRefused.field,
+                                   message=str(e))
             except SubmissionRejected as e:
-                return await self._fail_permanently(observed, InputError("spec.runtimeEnv", "SubmissionRejected", str(e)), token, body)
+                return ActionError(action=type(action).__name__, reason="SubmissionRejected", field="spec.runtimeEnv",
+                                   message=str(e))
             except Exception as e:
                 if isinstance(action, (CreateCluster, PatchCluster)) and not is_transient(e):
-                    reason = "ClusterRejected"
-                    problem = InputError("spec.cluster", reason, f"{type(action).__name__}: {getattr(e, 'reason', '')} {getattr(e, 'body', e)}"[:600])
-                    return await self._fail_permanently(observed, problem, token, body)
+                    answer = f"{type(action).__name__}: {getattr(e, 'reason', '')} {getattr(e, 'body', e)}"[:600]
+                    return ActionError(action=type(action).__name__, reason="ClusterRejected", field="spec.cluster",
+                                       message=answer)
                 raise
-        return decision
-
-    async def _fail_permanently(self, observed: Observed, problem: InputError, token: Optional[BearerToken], body: Any) -> Decision:
-        decision = lifecycle.decide(replace(observed, input_error=problem))
-        for action in decision.actions:  # a failure decision: stop the job, events
-            await self._execute_one(observed, action, token, body)
-        return decision
+        return None
 
     async def _execute_one(self, observed: Observed, action: Any, token: Optional[BearerToken], body: Any) -> None:
         ns = observed.namespace
@@ -339,8 +340,3 @@ def runtime_env(spec: BackfillSpec) -> Optional[dict[str, Any]]:
     if env.py_modules:
         out["py_modules"] = list(env.py_modules)
     return out or None
-
-
-def _auth_failure(e: RayUnauthorized) -> InputError:
-    # One reason whether the token was refused while looking a job up or while submitting it.
-    return InputError("spec.auth.tokenSecretRef", "RayAuthenticationFailed", str(e))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from datetime import datetime, timezone
 import sys
 from pathlib import Path
@@ -129,6 +130,7 @@ def test_full_run_create_submit_progress_succeed_delete():
         assert not fake.jobs and h.status.phase == "Provisioning"
 
         kube.make_ready(NS, "bf-ray")
+        before_submit = dict(h.body["status"])
         await h.reconcile()
         [sid] = fake.jobs
         assert sid == h.status.job_id and sid.startswith("geneva-9a8b7c6d-") and sid.endswith("-1")
@@ -138,8 +140,7 @@ def test_full_run_create_submit_progress_succeed_delete():
         assert job["metadata"]["geneva.lancedb.com/backfill"] == f"{NS}/{NAME}"
 
         # A restarted operator whose status patch was lost submits nothing new.
-        h.body["status"]["jobId"] = None
-        h.body["status"]["attempts"] = 0
+        h.body["status"] = before_submit
         h.runtime = h.new_runtime(url, session)
         h.memo = kopf.Memo(runtime=h.runtime)
         await h.reconcile()
@@ -398,6 +399,8 @@ def test_wrong_token_fails_the_backfill_without_leaking_it():
     async def body(fake: FakeRay, url: str, session: aiohttp.ClientSession) -> None:
         h, kube = harness(url, session, fake, token="not-the-token")
         await h.provision()
+        await h.reconcile()  # the submission is refused: recorded, for the next reconcile to act on
+        assert h.status.last_action_error.reason == "RayAuthenticationFailed" and h.memo.next_reconcile <= time.monotonic()
         await h.reconcile()
         assert h.status.phase == "Failed" and h.status.reason == "RayAuthenticationFailed"
         assert "spec.auth.tokenSecretRef" in h.status.message
@@ -409,10 +412,10 @@ def test_wrong_token_fails_the_backfill_without_leaking_it():
 def test_finished_resources_cost_no_requests():
     async def body(fake: FakeRay, url: str, session: aiohttp.ClientSession) -> None:
         h, kube = harness(url, session, fake, token=None, cleanup={"policy": "Never"})
-        h.body["status"] = {"phase": "Succeeded", "udfVersion": "1", "startTime": "2026-01-01T00:00:00Z",
+        h.body["status"] = {"state": "Succeeded", "phase": "Succeeded", "udfVersion": "1", "startTime": "2026-01-01T00:00:00Z",
                             "completionTime": "2026-01-01T01:00:00Z", "rayClusterName": "bf-ray", "attempts": 1}
-        assert not backfill._should_tick(h.body["spec"], h.body["status"])
-        assert not backfill._waiting_for_cleanup(h.body["spec"], h.body["status"])
+        assert not backfill._should_tick(status=h.body["status"])
+        assert not backfill._waiting_for_cleanup(status=h.body["status"])
         kube.calls.clear()
         await h.reconcile()
         assert kube.calls == [] and fake.posts == 0
@@ -424,12 +427,12 @@ def test_a_finished_backfill_waiting_for_its_ttl_ticks_slowly_and_calls_nothing_
     async def body(fake: FakeRay, url: str, session: aiohttp.ClientSession) -> None:
         h, kube = harness(url, session, fake, token=None, cleanup={"policy": "Always", "ttlSecondsAfterFinished": 3600})
         finished = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-        h.body["status"] = {"phase": "Succeeded", "udfVersion": "1", "startTime": finished,
-                            "completionTime": finished, "rayClusterName": "bf-ray", "attempts": 1}
+        h.body["status"] = {"state": "Succeeded", "phase": "Succeeded", "udfVersion": "1", "startTime": finished,
+                            "completionTime": finished, "rayClusterName": "bf-ray", "attempts": 1, "cleanupAfter": finished}
         # Not on the 1 s timer (hundreds of finished backfills would tick every second) ...
-        assert not backfill._should_tick(h.body["spec"], h.body["status"])
+        assert not backfill._should_tick(status=h.body["status"])
         # ... but on the slow one, whose reconcile does nothing before the TTL runs out.
-        assert backfill._waiting_for_cleanup(h.body["spec"], h.body["status"])
+        assert backfill._waiting_for_cleanup(status=h.body["status"])
         kube.calls.clear()
         await h.reconcile()
         assert kube.calls == [] and fake.posts == 0
