@@ -2,7 +2,7 @@
 
 * on.create / on.resume / on.update(spec): reconcile now (a spec change, e.g. suspend or a new
   udf version, acts at once, also on a finished resource).
-* a 1 s timer while `lifecycle.should_poll` and not merely waiting for cleanup: reconciles
+* a 1 s timer while the stored state is one that polls (`lifecycle.polls`): reconciles
   when due (every `provisioning_poll_seconds` while starting, `poll_interval_seconds` while
   running) or at once when the log follower saw new progress or the end of the log.
 * a CLEANUP_TICK_SECONDS timer while a finished resource waits for its cluster's TTL: such a
@@ -36,7 +36,8 @@ from ..rayjobs import LogFollower, RayJobError, RayUnauthorized
 from ..settings import OperatorSettings
 from .caches import IndexedClusters
 from .columns import column_busy
-from .runtime import ClusterReader, Runtime, parse_status, status_patch
+from .runtime import ClusterReader, Runtime
+from .status import parse_status, status_patch
 
 logger = logging.getLogger(__name__)
 

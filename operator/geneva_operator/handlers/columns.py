@@ -14,7 +14,7 @@ from .. import lifecycle
 from ..api.models import GROUP, PLURAL, VERSION, BackfillSpec, State
 from ..columns import Claim, blocker, column_key
 from ..lifecycle import ColumnHeld
-from .runtime import parse_status, spec_of
+from .status import parse_status, spec_of
 
 
 def claim(meta: Mapping[str, Any], spec: Optional[BackfillSpec], status: Mapping[str, Any]) -> Optional[Claim]:

@@ -1,93 +1,34 @@
 """One reconcile of a GenevaBackfill: observe -> lifecycle.decide -> execute the actions.
 
-The kopf handlers (backfill.py) only pick *when* to reconcile; this module does it, and
-returns the status patch for kopf to apply. Observation is limited to what
+The kopf handlers (backfill.py) only pick *when* to reconcile; this module observes, and
+actions.py carries the decision out (status.py: the status patch; tokens.py: the Ray token). Observation is limited to what
 `lifecycle.needs` asks for, so finished resources cost no API requests.
 """
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import replace
-from typing import Any, Awaitable, Callable, Mapping, Optional, Protocol, TypeVar
+from typing import Any, Mapping, Optional, Protocol
 
 import aiohttp
 import kopf
-from pydantic import ValidationError
 
-from .. import lifecycle, metrics
-from ..api.job_contract import entrypoint, last_report, work_from_spec
-from ..api.models import GROUP, KIND, VERSION, BackfillSpec, BackfillStatus
-from ..cluster import build_ray_cluster, dashboard_url, in_place_patch, needs_recreate, ray_cluster_name, token_secret_ref
+from .. import lifecycle
+from ..api.job_contract import last_report
+from ..api.models import GROUP, KIND, VERSION, BackfillSpec
+from ..cluster import build_ray_cluster, dashboard_url, in_place_patch, needs_recreate, ray_cluster_name
 from ..cluster.pods import pod_problem
 from ..cluster.readiness import head_image, ray_cluster_ready
-from ..kube import Kube, SecretProblem, is_transient
+from ..kube import Kube
 from ..api.models import ActionError
-from ..lifecycle import (
-    ClusterView,
-    ColumnHeld,
-    CreateCluster,
-    Decision,
-    DeleteCluster,
-    JobUnknown,
-    JobView,
-    Observed,
-    PatchCluster,
-    RayAuthRefused,
-    RecordEvent,
-    SecretMissing,
-    SpecInvalid,
-    StopJob,
-    SubmitJob,
-)
-from ..rayjobs import BearerToken, LogFollower, RayJobClient, RayJobError, RayUnauthorized, SubmissionRejected
+from ..lifecycle import ClusterView, ColumnHeld, Decision, JobUnknown, JobView, Observed, RayAuthRefused
+from ..rayjobs import BearerToken, LogFollower, RayJobClient, RayJobError, RayUnauthorized
 from ..settings import OperatorSettings
-from .caches import TokenCache
+from . import actions
+from .tokens import RayTokens
+from .status import parse_status, spec_of
 
 logger = logging.getLogger(__name__)
-
-_STATUS_KEYS = {f.alias or name for name, f in BackfillStatus.model_fields.items()}
-
-
-def parse_spec(spec: Mapping[str, Any]) -> tuple[Optional[BackfillSpec], Optional[SpecInvalid]]:
-    try:
-        return BackfillSpec.model_validate(dict(spec)), None
-    except ValidationError as e:
-        first = e.errors()[0]
-        where = "spec." + ".".join(str(p) for p in first["loc"]) if first["loc"] else "spec"
-        return None, SpecInvalid(where, f"{first['msg']} ({e.error_count()} error(s))")
-
-
-def spec_of(meta: Mapping[str, Any], spec: Mapping[str, Any], memo: Any = None) -> tuple[Optional[BackfillSpec], Optional[SpecInvalid]]:
-    """parse_spec, remembered in the resource's kopf memo by (uid, generation): kopf asks the
-    timers' filters every second for every resource, the spec only changes with
-    metadata.generation, and validating it was a tenth of the operator's CPU at 200
-    backfills. The parsed spec is read-only."""
-    key = (meta.get("uid"), meta.get("generation"))
-    if memo is None or None in key:
-        return parse_spec(spec)
-    cached = memo.get("parsed_spec")
-    if cached is None or cached[0] != key:
-        cached = memo.parsed_spec = (key, parse_spec(spec))
-    return cached[1]
-
-
-def parse_status(status: Mapping[str, Any]) -> BackfillStatus:
-    # Ignore keys the model does not know (another tool's, or kopf's own bookkeeping).
-    known = {k: v for k, v in dict(status).items() if k in _STATUS_KEYS}
-    try:
-        return BackfillStatus.model_validate(known)
-    except ValidationError:
-        logger.warning("unreadable status; starting from an empty one")
-        return BackfillStatus()
-
-
-def status_patch(old: Mapping[str, Any], new: BackfillStatus) -> dict[str, Any]:
-    """A merge patch from the stored status to `new` (None deletes a key); {} if equal."""
-    wire = new.to_wire()
-    patch: dict[str, Any] = {k: v for k, v in wire.items() if old.get(k) != v}
-    patch.update({k: None for k in old if k in _STATUS_KEYS and k not in wire})
-    return patch
 
 
 class ClusterReader(Protocol):
@@ -95,8 +36,6 @@ class ClusterReader(Protocol):
 
     async def ray_pods(self, namespace: str, cluster: str) -> list[dict[str, Any]]: ...
 
-
-T = TypeVar("T")
 
 
 class Runtime:
@@ -106,7 +45,7 @@ class Runtime:
         self.settings = settings
         self.kube = kube
         self.session = session
-        self.tokens = TokenCache(kube.read_secret_key, settings.token_cache_seconds)
+        self.tokens = RayTokens(kube.read_secret_key, settings)
         self.post_event = kopf.event  # replaceable in tests (kopf.event needs a running operator)
 
     # -- observe
@@ -147,7 +86,7 @@ class Runtime:
         needs = lifecycle.needs(spec, observed.status, deleting)
         token: Optional[BearerToken] = None
         if spec is not None and (needs.inputs or needs.job_id or deleting):
-            token, missing = await self._token(observed.namespace, spec)
+            token, missing = await self.tokens.get(observed.namespace, spec)
             if missing is not None and not deleting:
                 observed = replace(observed, secret=missing)
         if needs.cluster and spec is not None:
@@ -166,20 +105,10 @@ class Runtime:
         observed = self._base(body, deleting=False)
         if observed.spec is None:
             raise RayJobError("spec does not validate")
-        token, problem = await self._token(observed.namespace, observed.spec)
+        token, problem = await self.tokens.get(observed.namespace, observed.spec)
         if problem is not None:
             raise RayJobError(problem.message)
         return observed, token
-
-    async def _token(self, namespace: str, spec: BackfillSpec) -> tuple[Optional[BearerToken], Optional[SecretMissing]]:
-        ref = token_secret_ref(spec, self.settings)
-        if ref is None:
-            return None, None
-        try:
-            return BearerToken(await self.tokens.get(namespace, ref.name, ref.key)), None
-        except SecretProblem as e:
-            field = "spec.auth.tokenSecretRef" if spec.auth.token_secret_ref is not None else "GENEVA_RAY_TOKEN_SECRET"
-            return None, SecretMissing(field, str(e), may_clear=e.may_clear)
 
     def _owner(self, observed: Observed) -> dict[str, Any]:
         return {"apiVersion": f"{GROUP}/{VERSION}", "kind": KIND, "name": observed.name, "uid": observed.uid}
@@ -192,28 +121,6 @@ class Runtime:
             spec=observed.spec,
             settings=self.settings,
         )
-
-    async def _with_fresh_token(
-        self, observed: Observed, token: Optional[BearerToken], call: Callable[[Optional[BearerToken]], Awaitable[T]]
-    ) -> T:
-        """`call(token)`; if Ray refuses the token, once more with the token re-read from its
-        Secret (the cached copy may predate a rotation). A refusal of a fresh token stands."""
-        try:
-            return await call(token)
-        except RayUnauthorized:
-            fresh = await self.fresh_token(observed)
-            if fresh is None or fresh == token:
-                raise
-            return await call(fresh)
-
-    async def fresh_token(self, observed: Observed) -> Optional[BearerToken]:
-        """The token read from its Secret now, bypassing (and refilling) the cache."""
-        ref = token_secret_ref(observed.spec, self.settings) if observed.spec is not None else None
-        if ref is None:
-            return None
-        self.tokens.forget(observed.namespace, ref.name, ref.key)
-        token, _ = await self._token(observed.namespace, observed.spec)
-        return token
 
     async def _observe_cluster(self, observed: Observed, spec: BackfillSpec, clusters: ClusterReader) -> ClusterView:
         obj = await clusters.get_ray_cluster(observed.namespace, observed.cluster_name)
@@ -255,7 +162,7 @@ class Runtime:
             return JobView(job_id, state, info.message, progress)
 
         try:
-            return await self._with_fresh_token(observed, token, look), None
+            return await self.tokens.with_fresh(observed.namespace, observed.spec, token, look), None
         except RayUnauthorized as e:
             return JobView(job_id, JobUnknown.UNREACHABLE, str(e)), RayAuthRefused(str(e))
         except RayJobError as e:
@@ -263,80 +170,9 @@ class Runtime:
 
     # -- act
 
+    async def fresh_token(self, observed: Observed) -> Optional[BearerToken]:
+        return await self.tokens.fresh(observed.namespace, observed.spec)
+
     async def execute(self, observed: Observed, decision: Decision, token: Optional[BearerToken], body: Any) -> Optional[ActionError]:
-        """Run the actions in order and report how it went; nothing is decided here. Transient
-        failures raise (the next reconcile starts over: every action is idempotent). What the
-        API server or Ray refuses is returned, for the status (lastActionError): the next
-        reconcile observes it and fails the backfill with it. The actions after it are not run."""
-        for action in decision.actions:
-            try:
-                await self._execute_one(observed, action, token, body)
-            except RayUnauthorized as e:
-                return ActionError(action=type(action).__name__, reason=RayAuthRefused.reason, field=RayAuthRefused.field,
-                                   message=str(e))
-            except SubmissionRejected as e:
-                return ActionError(action=type(action).__name__, reason="SubmissionRejected", field="spec.runtimeEnv",
-                                   message=str(e))
-            except Exception as e:
-                if isinstance(action, (CreateCluster, PatchCluster)) and not is_transient(e):
-                    answer = f"{type(action).__name__}: {getattr(e, 'reason', '')} {getattr(e, 'body', e)}"[:600]
-                    return ActionError(action=type(action).__name__, reason="ClusterRejected", field="spec.cluster",
-                                       message=answer)
-                raise
-        return None
-
-    async def _execute_one(self, observed: Observed, action: Any, token: Optional[BearerToken], body: Any) -> None:
-        ns = observed.namespace
-        if isinstance(action, CreateCluster):
-            await self.kube.create_ray_cluster(ns, self.desired_cluster(observed))
-        elif isinstance(action, PatchCluster):
-            await self.kube.patch_ray_cluster(ns, action.name, action.patch)
-        elif isinstance(action, DeleteCluster):
-            await self.kube.delete_ray_cluster(ns, action.name)
-        elif isinstance(action, SubmitJob):
-            await self._submit(observed, action, token)
-        elif isinstance(action, StopJob):
-            try:  # best effort: a job on a cluster being deleted dies with it anyway
-                await self._with_fresh_token(observed, token, lambda t: self.ray(observed, t).stop_job(action.submission_id))
-            except RayJobError as e:
-                logger.warning("could not stop Ray job %s: %s", action.submission_id, e)
-        elif isinstance(action, RecordEvent):
-            self.post_event(body, type=action.type, reason=action.reason, message=action.message[:1024])
-        else:  # pragma: no cover - the Action union is closed
-            raise TypeError(f"unknown action {action!r}")
-
-    async def _submit(self, observed: Observed, action: SubmitJob, token: Optional[BearerToken]) -> None:
-        spec = observed.spec
-        started = time.monotonic()
-        job, submitted = await self._with_fresh_token(observed, token, lambda t: self.ray(observed, t).ensure_job(
-            submission_id=action.submission_id,
-            entrypoint=entrypoint(work_from_spec(spec)),
-            runtime_env=runtime_env(spec),
-            metadata={
-                "geneva.lancedb.com/backfill": f"{observed.namespace}/{observed.name}",
-                "geneva.lancedb.com/uid": observed.uid,
-                "geneva.lancedb.com/attempt": str(action.attempt),
-                "geneva.lancedb.com/udf-version": spec.udf.version,
-            },
-        ))
-        metrics.SUBMISSION_SECONDS.observe(time.monotonic() - started)
-        logger.info(
-            "%s job %s (status %s)", "submitted" if submitted else "found existing", action.submission_id, job.status
-        )
-
-
-def runtime_env(spec: BackfillSpec) -> Optional[dict[str, Any]]:
-    """Ray's runtime_env from spec.runtimeEnv (only the keys that are set)."""
-    env = spec.runtime_env
-    if env is None:
-        return None
-    out: dict[str, Any] = {}
-    if env.pip:
-        out["pip"] = list(env.pip)
-    if env.env_vars:
-        out["env_vars"] = dict(env.env_vars)
-    if env.working_dir:
-        out["working_dir"] = env.working_dir
-    if env.py_modules:
-        out["py_modules"] = list(env.py_modules)
-    return out or None
+        """See actions.execute."""
+        return await actions.execute(self, observed, decision, token, body)

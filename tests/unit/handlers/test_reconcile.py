@@ -29,7 +29,8 @@ from geneva_operator.handlers import backfill, caches, startup  # noqa: E402
 from geneva_operator.handlers.caches import IndexedClusters, TokenCache  # noqa: E402
 from geneva_operator.handlers.columns import backfill_columns  # noqa: E402
 from geneva_operator.kube import SecretProblem  # noqa: E402
-from geneva_operator.handlers.runtime import Runtime, parse_status, spec_of, status_patch  # noqa: E402
+from geneva_operator.handlers.runtime import Runtime  # noqa: E402
+from geneva_operator.handlers.status import parse_status, spec_of, status_patch  # noqa: E402
 from geneva_operator.rayjobs import LogFollower, RayJobError  # noqa: E402
 from geneva_operator.settings import DEFAULT_RAY_IMAGE, OperatorSettings  # noqa: E402
 
