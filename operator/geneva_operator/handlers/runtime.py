@@ -83,7 +83,7 @@ class Runtime:
         if column is not None and not deleting:
             observed = replace(observed, column=column)
         spec = observed.spec
-        needs = lifecycle.needs(spec, observed.status, deleting)
+        needs = lifecycle.needs(spec, observed.status, observed.now, deleting)
         token: Optional[BearerToken] = None
         if spec is not None and (needs.inputs or needs.job_id or deleting):
             token, missing = await self.tokens.get(observed.namespace, spec)
@@ -128,6 +128,7 @@ class Runtime:
             return ClusterView(exists=False)
         refs = obj.get("metadata", {}).get("ownerReferences") or []
         owned = spec.existing_cluster is None and any(r.get("uid") == observed.uid for r in refs)
+        deleting = bool(obj.get("metadata", {}).get("deletionTimestamp"))
         ready, message = ray_cluster_ready(obj)
         patch, recreate, problem = None, (), None
         if not observed.deleting:
@@ -136,8 +137,8 @@ class Runtime:
             desired = self.desired_cluster(observed)
             patch = in_place_patch(obj, desired)
             recreate = tuple(needs_recreate(obj, desired))
-        return ClusterView(exists=True, ready=ready, owned=owned, message=message, patch=patch, recreate=recreate,
-                           image=head_image(obj), pod_problem=problem)
+        return ClusterView(exists=True, ready=ready, owned=owned, deleting=deleting, message=message, patch=patch,
+                           recreate=recreate, image=head_image(obj), pod_problem=problem)
 
     def ray(self, observed: Observed, token: Optional[BearerToken]) -> RayJobClient:
         return RayJobClient(

@@ -28,20 +28,29 @@ then one dispatch from the state to its step (machine.STEPS):
     CreatingCluster    Provisioning  start_attempt
     WaitingForCluster  Provisioning  start_attempt
     Preparing          Provisioning  start_attempt (the run start is persisted: now submit)
-    Submitting         Provisioning  follow_attempt: PENDING stays, RUNNING -> Running,
-                                     failed -> WaitingForCluster (retry) | Failed
+    Submitting         Provisioning  follow_attempt: PENDING stays, RUNNING -> Running, not
+                                     found -> submitted again (same id), failed ->
+                                     WaitingForCluster (retry) | Failed
     Running            Running       follow_attempt: SUCCEEDED -> Succeeded, failed or cluster
                                      lost -> Retrying | Failed (backoffLimit)
     Retrying           Running       retry: recreate an outdated cluster, submit the next
-                                     attempt, follow it until RUNNING -> Running
+                                     attempt, follow it (as Submitting) until RUNNING -> Running
     Suspending         Suspended     suspend
     Suspended          Suspended     suspend (settled: not polled)
-    Succeeded|Failed   as named      finished: delete our cluster at status.cleanupAfter
+    Succeeded|Failed   as named      finished: delete our cluster at status.cleanupAfter, until
+                                     it is seen gone
 
 A *run* is one computation of `spec.udf.version`; it restarts when resumed from suspension.
 An *attempt* is one Ray job of a run; a failed attempt is retried up to `backoffLimit` times,
 and the engine resumes from its checkpoints. `Decision.requeue_after` says when to look again;
 the kopf timers only ask whether the stored state is one that polls (machine.polls).
+
+The handlers write the decided status before they act, conditional on the resourceVersion
+the decision was made on (handlers/backfill.py): a decision on an outdated copy of the
+resource is dropped whole, actions included. So the status may say an action was taken that
+never was (the operator stopped, or the action failed, between the two): every state takes
+its action again until it sees the effect. A submitted job Ray does not know is submitted
+again under the same id, a cluster to delete is deleted until it is seen gone.
 
 Crash safety: the submission id is a pure function of persisted status,
 `geneva-<uid[:8]>-<run start>-<attempt>`, and the handlers GET it before submitting, so a

@@ -34,6 +34,7 @@ class ClusterView:
     exists: bool
     ready: bool = False
     owned: bool = False  # its ownerReferences name this backfill
+    deleting: bool = False  # deleted, waiting for its pods to go (metadata.deletionTimestamp)
     message: str = ""  # why it is not ready (KubeRay conditions), for humans
     patch: Optional[dict[str, Any]] = None  # in-place patch converging an owned cluster to the spec
     recreate: tuple[str, ...] = ()  # changed fields an in-place patch cannot apply

@@ -2,6 +2,7 @@
 Plus what the handlers ask of the state without deciding: what to observe, whether to poll."""
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Callable, Optional
 
 from ..api.models import BackfillSpec, BackfillStatus, State
@@ -9,6 +10,7 @@ from .actions import Decision
 from .adopt import adopt
 from .facts import Needs, Observed, SpecInvalid, blocking
 from .step import FINISHED, Step
+from .text import parse_time
 from .steps import deadline_exceeded, finalize, finished, follow_attempt, resume, retry, start_attempt, start_run, suspend, wait_for
 
 # The table: each state and the step that moves it on. Suspending and Suspended are entered
@@ -69,7 +71,7 @@ def state_of(spec: Optional[BackfillSpec], status: BackfillStatus) -> State:
     return adopt(spec, status)
 
 
-def needs(spec: Optional[BackfillSpec], status: BackfillStatus, deleting: bool = False) -> Needs:
+def needs(spec: Optional[BackfillSpec], status: BackfillStatus, now: datetime, deleting: bool = False) -> Needs:
     if deleting:
         return Needs(cluster=True)
     if spec is None:
@@ -78,7 +80,10 @@ def needs(spec: Optional[BackfillSpec], status: BackfillStatus, deleting: bool =
         return Needs(cluster=True, job_id=status.job_id, inputs=True)
     state = adopt(spec, status)
     if state in FINISHED:
-        return Needs()  # cleanup needs no observation: deletion is idempotent
+        # Nothing to observe, but once the cleanup is due, whether our cluster is gone yet
+        # (from the operator's watch cache: waiting for the TTL costs no request at all).
+        due = parse_time(status.cleanup_after)
+        return Needs(cluster=due is not None and now >= due)
     if state == State.Suspended and spec.suspend:
         return Needs()
     return Needs(cluster=True, job_id=status.job_id, inputs=True)

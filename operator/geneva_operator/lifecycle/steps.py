@@ -51,8 +51,16 @@ def finished(s: Step) -> Decision:
     if s.o.now < due:
         s.requeue_after = (due - s.o.now).total_seconds()
         return s.decision()
+    cluster = s.o.cluster
+    if cluster is None:
+        return s.decision()  # not observed (machine.needs asks once due): look again
     name, cleanup = st.ray_cluster_name, s.spec.cleanup
-    s.act(DeleteCluster(name))
+    if cluster.exists and cluster.owned:
+        # Written before the delete is sent (see the package docstring): done once seen gone.
+        if not cluster.deleting:
+            s.act(DeleteCluster(name))
+        s.cond(CLUSTER_READY, "False", "Deleting", f"deleting RayCluster {name} (cleanup policy {cleanup.policy})")
+        return s.decision()
     st.cleanup_after = None
     s.cond(CLUSTER_READY, "False", CLUSTER_DELETED,
            f"RayCluster {name} deleted {cleanup.ttl_seconds_after_finished}s after the run (cleanup policy {cleanup.policy})")
@@ -97,7 +105,7 @@ def suspend(s: Step) -> Decision:
     if s.owned:
         # Deleting our cluster ends the job for sure; suspended is settled once it is gone.
         present = cluster is None or (cluster.exists and cluster.owned)
-        if cluster is not None and cluster.exists and cluster.owned:
+        if cluster is not None and cluster.exists and cluster.owned and not cluster.deleting:
             s.act(DeleteCluster(s.o.cluster_name))
         settled = not present
         s.cond(CLUSTER_READY, "False", CLUSTER_DELETED, "deleted while suspended")
@@ -271,6 +279,12 @@ def follow_job(s: Step) -> Decision:
     if job is None or job.submission_id != st.job_id or job.state == JobUnknown.UNREACHABLE:
         detail = job.message if job is not None else "not observed"
         s.cond(PROGRESSING, "True", "JobUnknown", f"job {st.job_id}: {detail}")
+        return s.decision()
+    if job.state == JobUnknown.NOT_FOUND and s.state != State.Running:
+        # Never seen running: the submission did not happen (the status is written before it is
+        # sent) or Ray lost it. The same id again: Ray adopts it should it exist after all.
+        s.act(SubmitJob(st.job_id, st.attempts))
+        s.cond(PROGRESSING, "True", "JobPending", f"job {st.job_id} submitted again: Ray did not know it")
         return s.decision()
     if job.state == RayJobState.PENDING:
         s.cond(PROGRESSING, "True", "JobPending", job.message)

@@ -278,6 +278,26 @@ def test_job_missing_from_ray_is_lost_and_retried():
     assert w.status.reason == "JobLost" and actions(d, SubmitJob)[0].attempt == 2
 
 
+def test_a_job_not_found_before_it_was_seen_running_is_submitted_again_under_its_id():
+    # The handlers write the status before submitting: a job id Ray does not know was never
+    # sent (the submission failed, or the operator stopped in between).
+    w = World()
+    w.step(cluster=ABSENT)
+    w.tick(5)
+    [first] = actions(w.step(cluster=READY), SubmitJob)
+    assert w.status.state == "Submitting"
+    w.tick(5)
+    d = w.step(cluster=READY, job=w.job(JobUnknown.NOT_FOUND))
+    assert actions(d, SubmitJob) == [first] and w.status.state == "Submitting" and w.status.attempts == 1
+    assert not actions(d, RecordEvent)  # the submission was said once
+    # The same for the next attempt of a retry, until Ray reports it running.
+    w.step(cluster=READY, job=w.job(RayJobState.RUNNING))
+    [retry] = actions(w.step(cluster=READY, job=w.job(RayJobState.FAILED, message="x")), SubmitJob)
+    assert w.status.state == "Retrying"
+    d = w.step(cluster=READY, job=w.job(JobUnknown.NOT_FOUND))
+    assert actions(d, SubmitJob) == [retry] and w.status.state == "Retrying" and w.status.attempts == 2
+
+
 def test_unreachable_dashboard_changes_nothing_but_the_message():
     w = World().running()
     d = w.step(cluster=READY, job=w.job(JobUnknown.UNREACHABLE, message="connection refused"))
@@ -354,7 +374,7 @@ def test_suspend_stops_the_job_deletes_our_cluster_and_settles():
     d = w.step(cluster=ABSENT, job=w.job(JobUnknown.UNREACHABLE))
     assert cond(w.status, "Suspended").reason == lc.SUSPENDED_IDLE
     assert not lc.polls(w.status)
-    assert not lc.needs(w.spec, w.status).anything
+    assert not lc.needs(w.spec, w.status, w.now).anything
     assert all(c.observed_generation == 2 for c in w.status.conditions)
 
 
@@ -408,7 +428,7 @@ def test_new_udf_version_after_success_starts_a_new_run():
     first_id = w.status.job_id
     w.step(cluster=READY, job=w.job(RayJobState.SUCCEEDED, progress=ResultReport(rows_done=5, rows_total=5, committed_version=3)))
     assert w.status.phase == "Succeeded"
-    assert not lc.needs(w.spec, w.status).anything
+    assert not lc.needs(w.spec, w.status, w.now).anything
     w.tick(60)
     w.spec = make_spec(udf={"function": "m:f", "inputColumns": ["a"], "outputType": "int32", "version": "2"})
     assert not lc.polls(w.status)  # a spec edit reconciles through the update handler, not a timer
@@ -457,17 +477,24 @@ def test_cleanup_policy_and_ttl(policy, state, deleted):
     assert lc.waits_for_cleanup(w.status) == deleted
     assert w.status.cleanup_after == ("2026-03-01T12:10:10Z" if deleted else None)
     w.tick(599)
-    assert not lc.needs(w.spec, w.status).anything  # waiting for the TTL costs no requests
+    assert not lc.needs(w.spec, w.status, w.now).anything  # waiting for the TTL costs no requests
     assert not actions(w.step(), DeleteCluster)
     assert w.last.requeue_after == (1 if deleted else None)  # when to look again
     w.tick(1)
-    d = w.step()
+    assert lc.needs(w.spec, w.status, w.now).cluster == deleted  # due: is our cluster still there?
+    d = w.step(cluster=READY if deleted else None)
     assert (actions(d, DeleteCluster) == [DeleteCluster("bf-ray")]) == deleted
     if deleted:
-        assert cond(w.status, "ClusterReady").reason == lc.CLUSTER_DELETED
+        # The status is written before the delete is sent: done only once the cluster is seen gone.
+        assert cond(w.status, "ClusterReady").reason == "Deleting" and lc.waits_for_cleanup(w.status)
+        w.tick(5)
+        assert not w.step(cluster=replace(READY, deleting=True)).actions  # KubeRay removing its pods
+        d = w.step(cluster=ABSENT)
+        assert cond(w.status, "ClusterReady").reason == lc.CLUSTER_DELETED and not actions(d, DeleteCluster)
+        assert [e.reason for e in actions(d, RecordEvent)] == ["ClusterDeleted"]
     assert not lc.polls(w.status) and not lc.waits_for_cleanup(w.status)  # the resource stays; nothing polls it
     w.tick(3600)
-    assert not w.step().actions
+    assert not lc.needs(w.spec, w.status, w.now).anything and not w.step().actions
 
 
 def test_existing_cluster_is_never_cleaned_up():
@@ -974,7 +1001,7 @@ def test_an_adopted_finished_status_still_deletes_its_cluster_after_the_ttl_and_
     assert lc.waits_for_cleanup(w.status) and w.status.cleanup_after == lc.format_time(finished + timedelta(seconds=600))
     assert not actions(w.step(), DeleteCluster)
     w.now = finished + timedelta(seconds=600)
-    assert actions(w.step(), DeleteCluster) == [DeleteCluster("bf-ray")]
+    assert actions(w.step(cluster=READY), DeleteCluster) == [DeleteCluster("bf-ray")]
     done = _legacy_world("succeeded-cleaned-up")
     done.tick(3600)
     assert not done.step().actions and not lc.waits_for_cleanup(done.status)
