@@ -37,8 +37,8 @@ then one dispatch from the state to its step (machine.STEPS):
                                      attempt, follow it (as Submitting) until RUNNING -> Running
     Suspending         Suspended     suspend
     Suspended          Suspended     suspend (settled: not polled)
-    Succeeded|Failed   as named      finished: delete our cluster at status.cleanupAfter, until
-                                     it is seen gone
+    Succeeded|Failed   as named      finished: delete our cluster when spec.cleanup (as it is
+                                     now) says (status.cleanupAfter), until it is seen gone
 
 A *run* is one computation of `spec.udf.version`; it restarts when resumed from suspension.
 An *attempt* is one Ray job of a run; a failed attempt is retried up to `backoffLimit` times,

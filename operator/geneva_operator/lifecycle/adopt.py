@@ -35,10 +35,3 @@ def adopt(spec: Optional[BackfillSpec], status: BackfillStatus) -> State:
         settled = any(c.type == "Suspended" and c.reason == "Suspended" for c in status.conditions)
         return State.Suspended if settled else State.Suspending
     return State.New
-
-
-def adopt_cleanup(spec: Optional[BackfillSpec], status: BackfillStatus) -> bool:
-    """Whether a finished status from an older operator still has our cluster to delete
-    (it recorded the deletion only as ClusterReady reason Deleted)."""
-    deleted = any(c.type == "ClusterReady" and c.reason == "Deleted" for c in status.conditions)
-    return status.state is None and status.phase in (Phase.Succeeded.value, Phase.Failed.value) and not deleted

@@ -9,8 +9,7 @@ from ..api.models import BackfillSpec, BackfillStatus, State
 from .actions import Decision
 from .adopt import adopt
 from .facts import Needs, Observed, SpecInvalid, blocking
-from .step import FINISHED, Step
-from .text import parse_time
+from .step import FINISHED, Step, cleanup_time
 from .steps import deadline_exceeded, finalize, finished, follow_attempt, resume, retry, start_attempt, start_run, suspend, wait_for
 
 # The table: each state and the step that moves it on. Suspending and Suspended are entered
@@ -82,7 +81,7 @@ def needs(spec: Optional[BackfillSpec], status: BackfillStatus, now: datetime, d
     if state in FINISHED:
         # Nothing to observe, but once the cleanup is due, whether our cluster is gone yet
         # (from the operator's watch cache: waiting for the TTL costs no request at all).
-        due = parse_time(status.cleanup_after)
+        due = cleanup_time(spec, state, status)
         return Needs(cluster=due is not None and now >= due)
     if state == State.Suspended and spec.suspend:
         return Needs()

@@ -2,13 +2,12 @@
 building blocks every step writes it with."""
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Optional
 
 from ..api.job_contract import ResultReport
 from ..api.models import BackfillSpec, BackfillStatus, CleanupPolicy, Condition, Phase, State
 from .actions import Action, Decision, RecordEvent, StopJob
-from .adopt import adopt_cleanup
 from .facts import JobUnknown, JobView, Observed
 from .text import bound_log_tail, format_time, parse_time
 
@@ -70,8 +69,6 @@ class Step:
         self.actions: list[Action] = []
         self.now = format_time(o.now)
         self.requeue_after: Optional[float] = None
-        if o.status.state is None and state in FINISHED and adopt_cleanup(o.spec, o.status):
-            self.status.cleanup_after = cleanup_after(self)  # an older operator's status: see adopt.py
 
     # -- building blocks
 
@@ -156,17 +153,18 @@ class Step:
         return self.finished()
 
     def finished(self) -> Decision:
-        self.status.cleanup_after = cleanup_after(self)
+        due = cleanup_time(self.spec, self.state, self.status)
+        self.status.cleanup_after = format_time(due) if due is not None else None
         return self.decision()
 
 
-def cleanup_after(s: Step) -> Optional[str]:
-    """When the cluster we created goes after the run's end (spec.cleanup), or None: kept."""
-    spec, st = s.spec, s.status
-    if not s.owned or not st.ray_cluster_name or s.state not in FINISHED:
+def cleanup_time(spec: Optional[BackfillSpec], state: State, status: BackfillStatus) -> Optional[datetime]:
+    """When the cluster we created goes after the run's end, by spec.cleanup as it is now (an
+    edit applies after the run too), or None: kept. Whether it is gone yet is observed."""
+    if not owned(spec) or not status.ray_cluster_name or state not in FINISHED:
         return None
     policy = spec.cleanup.policy
-    if policy == CleanupPolicy.Always.value or (policy == CleanupPolicy.OnSuccess.value and s.state == State.Succeeded):
-        end = parse_time(st.completion_time) or s.o.now
-        return format_time(end + timedelta(seconds=spec.cleanup.ttl_seconds_after_finished))
+    if policy == CleanupPolicy.Always.value or (policy == CleanupPolicy.OnSuccess.value and state == State.Succeeded):
+        end = parse_time(status.completion_time) or datetime.min.replace(tzinfo=timezone.utc)
+        return end + timedelta(seconds=spec.cleanup.ttl_seconds_after_finished)
     return None

@@ -10,9 +10,11 @@ from .actions import CreateCluster, Decision, DeleteCluster, PatchCluster, StopJ
 from .facts import ClusterView, ExistingClusterMissing, JobUnknown, Problem
 from .step import (
     CLUSTER_DELETED, CLUSTER_OUTDATED, CLUSTER_READY, COMPLETE, ENGINE_NOT_IN_IMAGE, FAILED, JOB_SUBMITTED, PROGRESSING,
-    RAN, STARTING, SUSPENDED, SUSPENDED_IDLE, SUSPENDING, Step, cleanup_after, condition,
+    RAN, STARTING, SUSPENDED, SUSPENDED_IDLE, SUSPENDING, Step, cleanup_time, condition,
 )
-from .text import bound_log_tail, failure_summary, later_than, parse_time, progress_from, rows_column, submission_id
+from .text import (
+    bound_log_tail, failure_summary, format_time, later_than, parse_time, progress_from, rows_column, submission_id,
+)
 
 
 # ---------------------------------------------------------------- the steps of the table
@@ -42,16 +44,14 @@ def retry(s: Step) -> Decision:
 
 def finished(s: Step) -> Decision:
     """Succeeded, Failed: nothing runs; our cluster goes when spec.cleanup says."""
-    st = s.status
-    if st.cleanup_after is not None:
-        st.cleanup_after = cleanup_after(s)  # an edit of spec.cleanup applies to a pending cleanup
-    due = parse_time(st.cleanup_after)
+    st, cluster = s.status, s.o.cluster
+    due = cleanup_time(s.spec, s.state, st)
+    st.cleanup_after = format_time(due) if due is not None else None
     if due is None:
         return s.decision()
     if s.o.now < due:
         s.requeue_after = (due - s.o.now).total_seconds()
         return s.decision()
-    cluster = s.o.cluster
     if cluster is None:
         return s.decision()  # not observed (machine.needs asks once due): look again
     name, cleanup = st.ray_cluster_name, s.spec.cleanup
@@ -62,9 +62,10 @@ def finished(s: Step) -> Decision:
         s.cond(CLUSTER_READY, "False", "Deleting", f"deleting RayCluster {name} (cleanup policy {cleanup.policy})")
         return s.decision()
     st.cleanup_after = None
-    s.cond(CLUSTER_READY, "False", CLUSTER_DELETED,
-           f"RayCluster {name} deleted {cleanup.ttl_seconds_after_finished}s after the run (cleanup policy {cleanup.policy})")
-    s.event("Normal", "ClusterDeleted", f"deleted RayCluster {name} (cleanup policy {cleanup.policy})")
+    if s.old.cleanup_after is not None:  # this cleanup deleted it (else it was gone already)
+        s.cond(CLUSTER_READY, "False", CLUSTER_DELETED, f"RayCluster {name} deleted "
+               f"{cleanup.ttl_seconds_after_finished}s after the run (cleanup policy {cleanup.policy})")
+        s.event("Normal", "ClusterDeleted", f"deleted RayCluster {name} (cleanup policy {cleanup.policy})")
     return s.decision()
 
 

@@ -505,6 +505,26 @@ def test_finished_resources_cost_no_requests():
     run(body)
 
 
+def test_a_cleanup_policy_set_after_the_run_deletes_the_kept_cluster():
+    async def body(fake: FakeRay, url: str, session: aiohttp.ClientSession) -> None:
+        h, kube = harness(url, session, fake, cleanup={"policy": "Never"})
+        await h.provision()
+        await h.reconcile()
+        fake.jobs[h.status.job_id]["status"] = "SUCCEEDED"
+        await h.reconcile()
+        assert h.status.phase == "Succeeded" and not backfill._waiting_for_cleanup(status=h.body["status"])
+        h.body["spec"]["cleanup"] = {"policy": "Always", "ttlSecondsAfterFinished": 0}  # the update handler runs
+        h.body["metadata"]["generation"] = 2
+        await h.reconcile()
+        assert kube.calls.count("delete bf-ray") == 1 and (NS, "bf-ray") not in kube.clusters
+        assert backfill._waiting_for_cleanup(status=h.body["status"])  # until it is seen gone
+        await h.reconcile()
+        assert lifecycle.condition(h.status, "ClusterReady").reason == "Deleted" and h.status.phase == "Succeeded"
+        assert not backfill._waiting_for_cleanup(status=h.body["status"]) and kube.calls.count("delete bf-ray") == 1
+
+    run(body)
+
+
 def test_a_finished_backfill_waiting_for_its_ttl_ticks_slowly_and_calls_nothing_until_due():
     async def body(fake: FakeRay, url: str, session: aiohttp.ClientSession) -> None:
         h, kube = harness(url, session, fake, token=None, cleanup={"policy": "Always", "ttlSecondsAfterFinished": 3600})

@@ -461,16 +461,17 @@ def _succeeded(spec: BackfillSpec, state: RayJobState = RayJobState.SUCCEEDED) -
     return w
 
 
-@pytest.mark.parametrize(
-    "policy,state,deleted",
-    [
-        ("Always", RayJobState.SUCCEEDED, True),
-        ("Always", RayJobState.FAILED, True),
-        ("OnSuccess", RayJobState.SUCCEEDED, True),
-        ("OnSuccess", RayJobState.FAILED, False),
-        ("Never", RayJobState.SUCCEEDED, False),
-    ],
-)
+# (policy, how the run ended, whether our cluster goes)
+POLICIES = [
+    ("Always", RayJobState.SUCCEEDED, True),
+    ("Always", RayJobState.FAILED, True),
+    ("OnSuccess", RayJobState.SUCCEEDED, True),
+    ("OnSuccess", RayJobState.FAILED, False),
+    ("Never", RayJobState.SUCCEEDED, False),
+]
+
+
+@pytest.mark.parametrize("policy,state,deleted", POLICIES)
 def test_cleanup_policy_and_ttl(policy, state, deleted):
     w = _succeeded(make_spec(backoffLimit=0, cleanup={"policy": policy, "ttlSecondsAfterFinished": 600}), state)
     assert w.status.phase in ("Succeeded", "Failed") and not lc.polls(w.status)
@@ -494,7 +495,42 @@ def test_cleanup_policy_and_ttl(policy, state, deleted):
         assert [e.reason for e in actions(d, RecordEvent)] == ["ClusterDeleted"]
     assert not lc.polls(w.status) and not lc.waits_for_cleanup(w.status)  # the resource stays; nothing polls it
     w.tick(3600)
-    assert not lc.needs(w.spec, w.status, w.now).anything and not w.step().actions
+    # A later reconcile (an edit) only looks whether our cluster is there, in the watch cache.
+    assert lc.needs(w.spec, w.status, w.now).cluster == deleted
+    before = w.status.model_copy(deep=True)
+    assert not w.step(cluster=ABSENT if deleted else None).actions and w.status == before
+
+
+@pytest.mark.parametrize("policy,state,deleted", [case for case in POLICIES if case[0] != "Never"])
+def test_a_cleanup_policy_set_after_the_run_applies_to_the_kept_cluster(policy, state, deleted):
+    # A user who kept the cluster (Never) to look at it, then sets the policy they now want.
+    w = _succeeded(make_spec(backoffLimit=0, cleanup={"policy": "Never", "ttlSecondsAfterFinished": 600}), state)
+    assert w.status.cleanup_after is None
+    w.tick(3600)  # the TTL, counted from the run's end, has passed
+    w.spec = make_spec(backoffLimit=0, cleanup={"policy": policy, "ttlSecondsAfterFinished": 600})
+    w.generation = 2
+    assert lc.needs(w.spec, w.status, w.now).cluster == deleted
+    d = w.step(cluster=READY if deleted else None)
+    assert (actions(d, DeleteCluster) == [DeleteCluster("bf-ray")]) == deleted
+    assert lc.waits_for_cleanup(w.status) == deleted
+    if deleted:
+        d = w.step(cluster=ABSENT)
+        assert cond(w.status, "ClusterReady").reason == lc.CLUSTER_DELETED and not lc.waits_for_cleanup(w.status)
+        assert [e.reason for e in actions(d, RecordEvent)] == ["ClusterDeleted"]
+    assert w.status.phase == ("Succeeded" if state == RayJobState.SUCCEEDED else "Failed")
+
+
+def test_a_cleanup_policy_set_after_the_run_waits_for_the_rest_of_its_ttl_and_unset_keeps_the_cluster():
+    w = _succeeded(make_spec(cleanup={"policy": "Never", "ttlSecondsAfterFinished": 600}))
+    end = w.status.completion_time
+    w.tick(60)
+    w.spec = make_spec(cleanup={"policy": "Always", "ttlSecondsAfterFinished": 600})
+    d = w.step()
+    assert not d.actions and w.last.requeue_after == 540 and lc.waits_for_cleanup(w.status)
+    assert w.status.cleanup_after == lc.format_time(lc.parse_time(end) + timedelta(seconds=600))
+    w.spec = make_spec(cleanup={"policy": "Never", "ttlSecondsAfterFinished": 600})  # changed their mind
+    w.tick(600)
+    assert not w.step().actions and w.status.cleanup_after is None and not lc.waits_for_cleanup(w.status)
 
 
 def test_existing_cluster_is_never_cleaned_up():
@@ -1004,7 +1040,8 @@ def test_an_adopted_finished_status_still_deletes_its_cluster_after_the_ttl_and_
     assert actions(w.step(cluster=READY), DeleteCluster) == [DeleteCluster("bf-ray")]
     done = _legacy_world("succeeded-cleaned-up")
     done.tick(3600)
-    assert not done.step().actions and not lc.waits_for_cleanup(done.status)
+    assert lc.needs(done.spec, done.status, done.now).cluster  # its cluster is seen gone: no event, nothing to wait for
+    assert not done.step(cluster=ABSENT).actions and not lc.waits_for_cleanup(done.status)
 
 
 def test_an_adopted_retry_submits_the_attempt_it_was_due_with_the_same_run_start():
