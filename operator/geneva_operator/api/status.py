@@ -6,7 +6,7 @@ from typing import Optional
 
 from pydantic import Field
 
-from .models import _Model
+from .base import _Model
 
 
 class Phase(str, Enum):
