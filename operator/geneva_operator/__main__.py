@@ -24,10 +24,10 @@ def main(argv: list[str] | None = None) -> None:
 
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from .handlers.backfill import SETTINGS  # registers the handlers (and reads the settings)
-    import geneva_operator.handlers  # noqa: F401
+    import geneva_operator.handlers  # noqa: F401  (registers the handlers)
+    from .settings import OperatorSettings
 
-    namespaces = SETTINGS.namespaces
+    namespaces = OperatorSettings().namespaces
     kopf.run(
         standalone=True if args.standalone else None,
         peering_name=args.peering,

@@ -4,12 +4,12 @@ Decision: the official synchronous `kubernetes` client, each call in a worker th
 (`asyncio.to_thread`), so kopf's event loop never blocks. kubernetes_asyncio is not a
 dependency, kopf's own API client is private, and these calls are few and short (a handful
 per backfill: reconciles read RayClusters and tokens from memory, see handlers/caches.py),
-so a thread per call in Python's default executor costs nothing that matters. Status is
-written by kopf (handler `patch`), and Events by `kopf.event`, so this module never touches
-the GenevaBackfill itself.
+so a thread per call in Python's default executor costs nothing that matters. Events go
+through `kopf.event`; of the GenevaBackfill, this module only writes the status (see
+patch_backfill_status: kopf's own status patch cannot carry a resourceVersion).
 
-Permissions used here: rayclusters.ray.io get/create/patch/delete (list/watch: the index in
-handlers/caches.py); pods list (watch: the Ray pod index); secrets get.
+Permissions used here: genevabackfills/status patch; rayclusters.ray.io get/create/patch/delete
+(list/watch: the index in handlers/caches.py); pods list (watch: the Ray pod index); secrets get.
 """
 from __future__ import annotations
 
@@ -22,6 +22,8 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 
+from .api.models import GROUP, PLURAL, VERSION
+
 logger = logging.getLogger(__name__)
 
 # The synchronous client logs every response body at DEBUG ("response body: ..."), Secrets
@@ -30,6 +32,10 @@ logger = logging.getLogger(__name__)
 logging.getLogger("kubernetes.client.rest").setLevel(logging.INFO)
 
 RAY_GROUP, RAY_VERSION, RAY_PLURAL = "ray.io", "v1", "rayclusters"
+
+
+class StatusConflict(Exception):
+    """The resource changed since the resourceVersion a status patch was made for (HTTP 409)."""
 
 
 class SecretProblem(Exception):
@@ -117,6 +123,27 @@ class Kube:
             if e.status == 404:
                 return False
             raise
+
+    # -- the GenevaBackfill's status
+
+    async def patch_backfill_status(self, namespace: str, name: str, resource_version: str,
+                                    status: dict[str, Any]) -> str:
+        """Merge `status` (None deletes a key) into the status of the resource at
+        `resource_version`, and return its new resourceVersion. The patch carries that version,
+        so the API server refuses it (StatusConflict) when the resource has changed since: a
+        status decided on an outdated copy is never written. `status` may be empty: then the
+        call only checks that the copy is current."""
+        body = {"metadata": {"resourceVersion": resource_version}, "status": status}
+        try:
+            obj = await asyncio.to_thread(
+                self._custom.patch_namespaced_custom_object_status, GROUP, VERSION, namespace, PLURAL, name, body
+            )
+        except ApiException as e:
+            if e.status == 409:
+                raise StatusConflict(f"GenevaBackfill {namespace}/{name} changed since resourceVersion "
+                                     f"{resource_version}") from None
+            raise
+        return obj["metadata"]["resourceVersion"]
 
     # -- Ray pods (without the operator's index: tests, one-off reads)
 

@@ -2,7 +2,7 @@
 
 * on.create / on.resume / on.update(spec): reconcile now (a spec change, e.g. suspend or a new
   udf version, acts at once, also on a finished resource).
-* a 1 s timer while `lifecycle.should_poll` and not merely waiting for cleanup: reconciles
+* a 1 s timer while the stored state is one that polls (`lifecycle.polls`): reconciles
   when due (every `provisioning_poll_seconds` while starting, `poll_interval_seconds` while
   running) or at once when the log follower saw new progress or the end of the log.
 * a CLEANUP_TICK_SECONDS timer while a finished resource waits for its cluster's TTL: such a
@@ -13,12 +13,17 @@
   cluster we created, and hold the finalizer until that cluster is gone.
 
 RayClusters and their pods are read from the `ray_clusters` and `ray_pods` indexes
-(caches.py), which kopf hands every handler: a reconcile's only API request is then the status patch, if anything changed. The
-`backfill_columns` index (columns.py) holds a backfill back while another one writes its
-column.
+(caches.py), which kopf hands every handler: a reconcile's only API request is then the
+status patch, if anything changed. The `backfill_columns` index (columns.py) holds a
+backfill back while another one writes its column.
 
 All reconciles of one resource take its lock (kopf runs timers, daemons and change handlers
-concurrently). The status is written through kopf's `patch` (status subresource).
+concurrently). The decided status is written before the actions are taken, with the
+resourceVersion of the body it was decided on (kube.patch_backfill_status). A handler may
+hold a body older than the status the previous reconcile wrote (kopf hands timers the last
+body the watch delivered): the API server then refuses the write, and the whole decision,
+actions included, is dropped. The newer version's watch event brings the body to decide on
+again: the next tick for a polling state, kopf's retry (TemporaryError) for a change handler.
 """
 from __future__ import annotations
 
@@ -36,18 +41,16 @@ from ..rayjobs import LogFollower, RayJobError, RayUnauthorized
 from ..settings import OperatorSettings
 from .caches import IndexedClusters
 from .columns import column_busy
-from .runtime import ClusterReader, Runtime, parse_status, spec_of, status_patch
+from .runtime import ClusterReader, Runtime
+from ..kube import StatusConflict
+from .status import parse_status, status_patch
 
 logger = logging.getLogger(__name__)
 
-# Read at import: kopf needs the intervals when the decorators run.
-SETTINGS = OperatorSettings()
 TICK_SECONDS = 1.0
 # How late after ttlSecondsAfterFinished a cluster may be deleted, traded against waking
 # every finished backfill each second (the operator benchmark saw 200 ticks/s at idle).
 CLEANUP_TICK_SECONDS = 5.0
-# Longest wait for a status we wrote to show up in the bodies kopf hands us (see _stale).
-STALE_BODY_SECONDS = 10.0
 # How long the delete handler waits in place for our RayCluster to go (KubeRay deletes its
 # pods first) before handing back to kopf, which retries it but logs each retry as an error.
 DELETE_WAIT_SECONDS = 60.0
@@ -62,53 +65,41 @@ def _lock(memo: kopf.Memo) -> asyncio.Lock:
 
 
 async def reconcile(
-    body: kopf.Body, memo: kopf.Memo, patch: kopf.Patch, handler: str, clusters: Optional[ClusterReader] = None,
+    body: kopf.Body, memo: kopf.Memo, handler: str, clusters: Optional[ClusterReader] = None,
     columns: Optional[Mapping[Any, Any]] = None,
 ) -> bool:
-    """One reconcile; False when skipped because `body` is older than our last status write.
-    `clusters` and `columns` are the operator's indexes (RayClusters; who claims which column)."""
+    """One reconcile; False when dropped because `body` is older than the resource (see the
+    module docstring). `clusters` and `columns` are the operator's indexes (RayClusters; who
+    claims which column)."""
     runtime: Runtime = memo.runtime
+    meta = body["metadata"]
+    old: Mapping[str, Any] = body.get("status") or {}
     async with _lock(memo):
-        if _stale(body, memo):
-            # Nothing lost: the timer (its body is live) reconciles the fresh body within a
-            # tick, and it runs whenever the spec leaves something to do (lifecycle.should_poll).
-            logger.debug("skipping a reconcile (%s) on a body older than the status we wrote", handler)
-            return False
         try:
-            waiting = column_busy(body, columns, memo) if columns is not None else None
-            observed, token = await runtime.observe(body, memo, clusters=clusters, waiting=waiting)
+            column = column_busy(body, columns, memo) if columns is not None else None
+            observed, token = await runtime.observe(body, memo, clusters=clusters, column=column)
             decision = lifecycle.decide(observed)
-            decision = await runtime.execute(observed, decision, token, body)
+            status = decision.status
+            changes = status_patch(old, status)
+            version = meta.get("resourceVersion")
+            if changes or decision.actions:  # acting on an outdated body repeats what was done
+                version = await runtime.kube.patch_backfill_status(meta["namespace"], meta["name"], version, changes)
+            refused = await runtime.execute(observed, decision, token, body)
+            if refused is not None:  # an outcome for the next reconcile to observe, not a decision
+                status = status.model_copy(update={"last_action_error": refused})
+                await runtime.kube.patch_backfill_status(meta["namespace"], meta["name"], version,
+                                                         status_patch(old, status))
+        except StatusConflict:
+            # Dropped whole. (On the second patch, only the record of a refusal is lost: the
+            # next reconcile takes the action again and meets the refusal again.)
+            logger.debug("%s: %s; deciding again on the newer version", handler, meta["name"])
+            memo.next_reconcile = 0.0
+            return False
         except Exception:
             metrics.RECONCILE_ERRORS.labels(handler=handler).inc()
             raise
-        old: Mapping[str, Any] = body.get("status") or {}
-        changes = status_patch(old, decision.status)
-        if changes:  # recorded before the lock goes: the next holder must see it
-            memo.written_status = (decision.status, time.monotonic() + STALE_BODY_SECONDS)
-    for key, value in changes.items():
-        patch.status[key] = value
-    _account(body, old, decision.status)
-    memo.next_reconcile = time.monotonic() + _interval(decision.status.phase)
-    return True
-
-
-def _stale(body: kopf.Body, memo: kopf.Memo) -> bool:
-    """Whether `body` predates the status our previous reconcile wrote.
-
-    Timers and change handlers run concurrently, and kopf applies a handler's status patch
-    after the handler returns; the watch event carrying it comes later still. A handler
-    started meanwhile holds a body without that status, and deciding on it would repeat the
-    previous transitions (events twice, rows counted twice, a second RayCluster create).
-    Such a body is skipped until it shows what we wrote, or for at most STALE_BODY_SECONDS
-    (in case the patch itself was lost)."""
-    written = memo.get("written_status")
-    if written is None:
-        return False
-    status, until = written
-    if time.monotonic() >= until or not status_patch(body.get("status") or {}, status):
-        memo.written_status = None  # caught up (or given up): no more checks until the next write
-        return False
+    _account(body, old, status)
+    memo.next_reconcile = time.monotonic() + _next_look(runtime.settings, decision, refused is not None)
     return True
 
 
@@ -118,31 +109,37 @@ def _account(body: kopf.Body, old: Mapping[str, Any], new: Any) -> None:
         metrics.rows_committed((old.get("progress") or {}).get("rowsDone", 0), new.progress.rows_done)
 
 
-def _interval(phase: Optional[str]) -> float:
-    return SETTINGS.poll_interval_seconds if phase == Phase.Running.value else SETTINGS.provisioning_poll_seconds
+def _next_look(settings: OperatorSettings, decision: lifecycle.Decision, at_once: bool) -> float:
+    """Seconds to the next periodic reconcile: when the decision asks (a cleanup's TTL), else the
+    poll interval of its phase; at once when an action's refusal waits to be observed."""
+    if at_once:
+        return 0.0
+    if decision.requeue_after is not None:
+        return decision.requeue_after
+    running = decision.status.phase == Phase.Running.value
+    return settings.poll_interval_seconds if running else settings.provisioning_poll_seconds
 
 
-def _should_tick(spec: Mapping[str, Any], status: Mapping[str, Any], meta: Mapping[str, Any] = {},
-                 memo: Optional[kopf.Memo] = None, **_: Any) -> bool:
-    parsed, observed = spec_of(meta, spec, memo)[0], parse_status(status)
-    return lifecycle.should_poll(parsed, observed) and not lifecycle.waiting_for_cleanup(parsed, observed)
+def _should_tick(status: Mapping[str, Any], **_: Any) -> bool:
+    return lifecycle.polls(parse_status(status))
 
 
-def _waiting_for_cleanup(spec: Mapping[str, Any], status: Mapping[str, Any], meta: Mapping[str, Any] = {},
-                         memo: Optional[kopf.Memo] = None, **_: Any) -> bool:
-    return lifecycle.waiting_for_cleanup(spec_of(meta, spec, memo)[0], parse_status(status))
+def _waiting_for_cleanup(status: Mapping[str, Any], **_: Any) -> bool:
+    return lifecycle.waits_for_cleanup(parse_status(status))
 
 
 def _job_submitted(status: Mapping[str, Any], **_: Any) -> bool:
-    return bool(status.get("jobId")) and status.get("phase") in (Phase.Provisioning.value, Phase.Running.value)
+    return lifecycle.follows_job(parse_status(status))
 
 
 @kopf.on.create(GROUP, VERSION, PLURAL, id="reconcile-create", backoff=5)
 @kopf.on.resume(GROUP, VERSION, PLURAL, id="reconcile-resume", backoff=5)
 @kopf.on.update(GROUP, VERSION, PLURAL, id="reconcile-update", field="spec", backoff=5)
-async def on_change(body: kopf.Body, memo: kopf.Memo, patch: kopf.Patch, ray_clusters: kopf.Index,
-                    backfill_columns: kopf.Index, ray_pods: kopf.Index, **_: Any) -> None:
-    await reconcile(body, memo, patch, "change", IndexedClusters(ray_clusters, ray_pods), backfill_columns)
+async def on_change(body: kopf.Body, memo: kopf.Memo, ray_clusters: kopf.Index, backfill_columns: kopf.Index,
+                    ray_pods: kopf.Index, **_: Any) -> None:
+    if not await reconcile(body, memo, "change", IndexedClusters(ray_clusters, ray_pods), backfill_columns):
+        # No timer may serve a settled resource: kopf runs the handler again, on the newer body.
+        raise kopf.TemporaryError("the resource changed while it was reconciled", delay=1)
 
 
 def _log_news(follower: Optional[LogFollower]) -> Optional[tuple[str, int, bool]]:
@@ -152,21 +149,23 @@ def _log_news(follower: Optional[LogFollower]) -> Optional[tuple[str, int, bool]
 
 
 @kopf.timer(GROUP, VERSION, PLURAL, interval=TICK_SECONDS, when=_should_tick)
-async def on_tick(body: kopf.Body, memo: kopf.Memo, patch: kopf.Patch, ray_clusters: kopf.Index,
-                  backfill_columns: kopf.Index, ray_pods: kopf.Index, **_: Any) -> None:
+async def on_tick(body: kopf.Body, memo: kopf.Memo, ray_clusters: kopf.Index, backfill_columns: kopf.Index,
+                  ray_pods: kopf.Index, **_: Any) -> None:
     news = _log_news(memo.get("follower"))
     if news == memo.get("seen_news") and time.monotonic() < memo.get("next_reconcile", 0.0):
         return
-    # Marked seen only by a reconcile that ran: a skipped (stale-body) one must leave the news
-    # for the next tick, or the status would wait for the next poll interval.
-    if await reconcile(body, memo, patch, "timer", IndexedClusters(ray_clusters, ray_pods), backfill_columns):
+    # Marked seen only by a reconcile that ran: a dropped (outdated body) one must leave the
+    # news for the next tick, or the status would wait for the next poll interval.
+    if await reconcile(body, memo, "timer", IndexedClusters(ray_clusters, ray_pods), backfill_columns):
         memo.seen_news = news
 
 
 @kopf.timer(GROUP, VERSION, PLURAL, interval=CLEANUP_TICK_SECONDS, when=_waiting_for_cleanup)
-async def on_cleanup_tick(body: kopf.Body, memo: kopf.Memo, patch: kopf.Patch, ray_clusters: kopf.Index,
-                          backfill_columns: kopf.Index, ray_pods: kopf.Index, **_: Any) -> None:
-    await reconcile(body, memo, patch, "cleanup", IndexedClusters(ray_clusters, ray_pods), backfill_columns)
+async def on_cleanup_tick(body: kopf.Body, memo: kopf.Memo, ray_clusters: kopf.Index, backfill_columns: kopf.Index,
+                          ray_pods: kopf.Index, **_: Any) -> None:
+    if time.monotonic() < memo.get("next_reconcile", 0.0):
+        return  # the TTL has not run out (Decision.requeue_after)
+    await reconcile(body, memo, "cleanup", IndexedClusters(ray_clusters, ray_pods), backfill_columns)
 
 
 @kopf.daemon(GROUP, VERSION, PLURAL, when=_job_submitted, cancellation_timeout=1.0)
@@ -190,7 +189,7 @@ async def follow_progress(body: kopf.Body, memo: kopf.Memo, stopped: kopf.Daemon
             logger.debug("log tail of %s interrupted: %s", job_id, e)
         # Reconnect after a pause if the stream broke; once the log ended (the job is over),
         # wait for the next job id (a retry) or for kopf to stop us (phase changed).
-        retry_at = time.monotonic() + SETTINGS.provisioning_poll_seconds
+        retry_at = time.monotonic() + runtime.settings.provisioning_poll_seconds
         while not stopped and (body.get("status") or {}).get("jobId") == job_id:
             if not follower.finished and time.monotonic() >= retry_at:
                 break

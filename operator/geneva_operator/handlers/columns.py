@@ -11,18 +11,19 @@ from typing import Any, Mapping, Optional
 import kopf
 
 from .. import lifecycle
-from ..api.models import GROUP, PLURAL, VERSION, BackfillSpec, Phase
+from ..api.models import GROUP, PLURAL, VERSION, BackfillSpec, State
 from ..columns import Claim, blocker, column_key
-from ..lifecycle import InputError
-from .runtime import parse_status, spec_of
+from ..lifecycle import ColumnHeld
+from .status import parse_status, spec_of
 
 
 def claim(meta: Mapping[str, Any], spec: Optional[BackfillSpec], status: Mapping[str, Any]) -> Optional[Claim]:
     if spec is None:
         return None
     st = parse_status(status)
-    starting = (st.phase in lifecycle.FINISHED_PHASES and lifecycle.new_run_needed(spec, st)) or (
-        st.phase == Phase.Suspended.value and not spec.suspend
+    state = lifecycle.state_of(spec, st)
+    starting = (state in lifecycle.FINISHED and lifecycle.new_run_needed(spec, st)) or (
+        state in (State.Suspending, State.Suspended) and not spec.suspend
     )
     return Claim(meta["namespace"], meta["name"], meta["uid"], meta.get("creationTimestamp") or "", st.phase, starting)
 
@@ -37,7 +38,7 @@ def backfill_columns(meta: kopf.Meta, spec: kopf.Spec, status: kopf.Status, memo
     return {column_key(parsed.table.uri, parsed.table.name, parsed.column): mine}
 
 
-def column_busy(body: Mapping[str, Any], index: Mapping[tuple[str, str, str], Any], memo: Any = None) -> Optional[InputError]:
+def column_busy(body: Mapping[str, Any], index: Mapping[tuple[str, str, str], Any], memo: Any = None) -> Optional[ColumnHeld]:
     """Why this backfill must wait before starting, or None."""
     spec = spec_of(body["metadata"], body.get("spec") or {}, memo)[0]
     me = claim(body["metadata"], spec, body.get("status") or {})
@@ -47,9 +48,8 @@ def column_busy(body: Mapping[str, Any], index: Mapping[tuple[str, str, str], An
     other = blocker(me, index.get(key) or ())
     if other is None:
         return None
-    return InputError(
-        "spec.column", "ColumnBusy",
+    return ColumnHeld(
+        other.ref,
         f"GenevaBackfill {other.ref} is backfilling column {spec.column!r} of table {spec.table.name!r}; "
         "this run starts when it ends",
-        may_clear=True,
     )

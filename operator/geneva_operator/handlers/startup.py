@@ -12,7 +12,7 @@ from .. import metrics
 from ..rayjobs import new_session
 from ..api.models import GROUP
 from ..kube import Kube, load_config
-from .backfill import SETTINGS
+from ..settings import OperatorSettings
 from .caches import RAY_POD_LABELS
 from .runtime import Runtime
 
@@ -53,18 +53,19 @@ class QuietTimers(logging.Filter):
 @kopf.on.startup()
 async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: logging.Logger, **_: Any) -> None:
     configure(settings)
+    ours = OperatorSettings()  # read once, here; every handler gets it through memo.runtime
     logging.getLogger("kopf.objects").addFilter(QuietTimers())
     # The Kubernetes client is synchronous and runs in the loop's default executor, which
     # holds min(32, cpus + 4) threads: 6 on a 2-CPU pod, and the operator benchmark saw a
     # burst of 200 backfills queue behind them. API calls wait on the network, not the CPU.
     asyncio.get_running_loop().set_default_executor(
-        concurrent.futures.ThreadPoolExecutor(max_workers=SETTINGS.api_threads, thread_name_prefix="kube-api")
+        concurrent.futures.ThreadPoolExecutor(max_workers=ours.api_threads, thread_name_prefix="kube-api")
     )
-    api_client = await asyncio.to_thread(load_config, SETTINGS.api_threads)
-    memo.runtime = Runtime(SETTINGS, Kube(api_client), new_session())
+    api_client = await asyncio.to_thread(load_config, ours.api_threads)
+    memo.runtime = Runtime(ours, Kube(api_client), new_session())
     port = metrics.serve()
     logger.info("geneva-operator started; dashboard URL template %s; metrics on port %s",
-                SETTINGS.dashboard_url_template, port)
+                ours.dashboard_url_template, port)
 
 
 @kopf.on.cleanup()

@@ -8,7 +8,7 @@ from typing import Any, Awaitable, Callable, Optional
 
 from aiohttp import web
 
-from geneva_operator.kube import SecretProblem
+from geneva_operator.kube import SecretProblem, StatusConflict
 
 TOKEN = "s3cr3t-t0ken-value-0123456789"
 
@@ -19,6 +19,7 @@ class FakeRay:
         self.logs: dict[str, list[str]] = {}
         self.posts = 0
         self.hide_next_get = False  # simulate a racing submitter: GET misses, POST collides
+        self.down_for_posts = 0  # the next so many submissions answer 503 (a head still starting)
         self.tails_open = 0
         self.jobs_end: Optional[asyncio.Event] = None  # set: tails stay open until it is set, as for running jobs
 
@@ -42,6 +43,9 @@ class FakeRay:
 
     async def submit(self, request: web.Request) -> web.Response:
         self.posts += 1
+        if self.down_for_posts:
+            self.down_for_posts -= 1
+            return web.Response(status=503, text="Service Unavailable")
         body = await request.json()
         if not isinstance(body.get("entrypoint"), str):
             return web.Response(status=400, text="TypeError: entrypoint must be a string")
@@ -94,6 +98,9 @@ class FakeKube:
     """Same contract as geneva_operator.kube.Kube (404 -> None/False, 409 -> get)."""
 
     def __init__(self) -> None:
+        # The GenevaBackfills' resourceVersions, and the status patches the API server took.
+        self.versions: dict[tuple[str, str], int] = {}
+        self.status_patches: list[dict[str, Any]] = []
         self.clusters: dict[tuple[str, str], dict[str, Any]] = {}
         self.secrets: dict[tuple[str, str], dict[str, str]] = {}
         self.pods: dict[tuple[str, str], list[dict[str, Any]]] = {}  # (namespace, cluster) -> pods
@@ -133,6 +140,16 @@ class FakeKube:
             self.clusters[(namespace, name)]["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"
             return True
         return self.clusters.pop((namespace, name), None) is not None
+
+    async def patch_backfill_status(self, namespace: str, name: str, resource_version: str,
+                                    status: dict[str, Any]) -> str:
+        current = self.versions.setdefault((namespace, name), 1)
+        if resource_version != str(current):
+            raise StatusConflict(f"GenevaBackfill {namespace}/{name} changed since resourceVersion {resource_version}")
+        self.status_patches.append(copy.deepcopy(status))
+        if status:  # a patch that changes nothing leaves the version as it is
+            self.versions[(namespace, name)] = current + 1
+        return str(self.versions[(namespace, name)])
 
     async def read_secret_key(self, namespace: str, name: str, key: str) -> str:
         self.calls.append(f"secret {name}")

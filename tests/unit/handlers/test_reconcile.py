@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from datetime import datetime, timezone
 import sys
 from pathlib import Path
@@ -28,7 +29,8 @@ from geneva_operator.handlers import backfill, caches, startup  # noqa: E402
 from geneva_operator.handlers.caches import IndexedClusters, TokenCache  # noqa: E402
 from geneva_operator.handlers.columns import backfill_columns  # noqa: E402
 from geneva_operator.kube import SecretProblem  # noqa: E402
-from geneva_operator.handlers.runtime import Runtime, _ray_cluster_ready, parse_status, spec_of, status_patch  # noqa: E402
+from geneva_operator.handlers.runtime import Runtime  # noqa: E402
+from geneva_operator.handlers.status import parse_status, spec_of, status_patch  # noqa: E402
 from geneva_operator.rayjobs import LogFollower, RayJobError  # noqa: E402
 from geneva_operator.settings import DEFAULT_RAY_IMAGE, OperatorSettings  # noqa: E402
 
@@ -51,18 +53,20 @@ def spec_wire(**over: Any) -> dict[str, Any]:
 
 class Harness:
     """A resource body, the runtime, and kopf's per-resource memo; `reconcile` reads
-    RayClusters from the index as the handlers do, and applies the status patch to the body
-    as kopf would."""
+    RayClusters from the index as the handlers do. The status patches go to FakeKube, which
+    refuses those made for an outdated resourceVersion; `catch_up` brings the body up to date
+    with what was written, as the watch event after a patch would."""
 
     def __init__(self, url: str, session: aiohttp.ClientSession, kube: FakeKube, fake: FakeRay, **spec_over: Any):
         self.kube, self.fake = kube, fake
         self.body: dict[str, Any] = {
             "apiVersion": "geneva.lancedb.com/v1alpha1", "kind": "GenevaBackfill",
-            "metadata": {"name": NAME, "namespace": NS, "uid": UID, "generation": 1,
+            "metadata": {"name": NAME, "namespace": NS, "uid": UID, "generation": 1, "resourceVersion": "1",
                          "creationTimestamp": "2026-01-01T00:00:00Z"},
             "spec": spec_wire(**spec_over), "status": {},
         }
         self.events: list[tuple[str, str, str]] = []
+        self.seen_patches = 0  # of kube.status_patches, those the body shows
         self.runtime = self.new_runtime(url, session)
         self.memo = kopf.Memo(runtime=self.runtime)
 
@@ -72,14 +76,23 @@ class Harness:
         return runtime
 
     async def reconcile(self, persist: bool = True, columns: Optional[dict] = None) -> dict[str, Any]:
-        patch = kopf.Patch()
-        await backfill.reconcile(self.body, self.memo, patch, "test", IndexedClusters(self.kube.index(), self.kube.pod_index()), columns)
-        changes = dict(patch.get("status") or {})
+        """One reconcile; the status changes it wrote. `persist`: the body then shows them."""
+        before = len(self.kube.status_patches)
+        await backfill.reconcile(self.body, self.memo, "test", IndexedClusters(self.kube.index(), self.kube.pod_index()), columns)
+        changes: dict[str, Any] = {}
+        for written in self.kube.status_patches[before:]:
+            changes.update(written)
         if persist:
-            status = dict(self.body["status"])
-            status.update(changes)
-            self.body["status"] = {k: v for k, v in status.items() if v is not None}
+            self.catch_up()
         return changes
+
+    def catch_up(self) -> None:
+        status = dict(self.body["status"])
+        for written in self.kube.status_patches[self.seen_patches:]:
+            status.update(written)
+        self.seen_patches = len(self.kube.status_patches)
+        self.body["status"] = {k: v for k, v in status.items() if v is not None}
+        self.body["metadata"]["resourceVersion"] = str(self.kube.versions.get((NS, self.body["metadata"]["name"]), 1))
 
     async def provision(self) -> None:
         """The first reconcile (creates the cluster), then KubeRay reports it ready."""
@@ -129,6 +142,7 @@ def test_full_run_create_submit_progress_succeed_delete():
         assert not fake.jobs and h.status.phase == "Provisioning"
 
         kube.make_ready(NS, "bf-ray")
+        before_submit = dict(h.body["status"])
         await h.reconcile()
         [sid] = fake.jobs
         assert sid == h.status.job_id and sid.startswith("geneva-9a8b7c6d-") and sid.endswith("-1")
@@ -137,9 +151,9 @@ def test_full_run_create_submit_progress_succeed_delete():
         assert job["runtime_env"] == {"pip": ["pkg==1"], "env_vars": {"A": "1"}}
         assert job["metadata"]["geneva.lancedb.com/backfill"] == f"{NS}/{NAME}"
 
-        # A restarted operator whose status patch was lost submits nothing new.
-        h.body["status"]["jobId"] = None
-        h.body["status"]["attempts"] = 0
+        # The submission decided again (say by a restarted operator on a body from before it)
+        # submits nothing new: Ray's job of that id is adopted.
+        h.body["status"] = before_submit
         h.runtime = h.new_runtime(url, session)
         h.memo = kopf.Memo(runtime=h.runtime)
         await h.reconcile()
@@ -271,27 +285,96 @@ def test_a_second_backfill_of_the_same_column_waits_until_the_first_ends():
     run(body)
 
 
-def test_a_body_older_than_our_last_status_patch_is_not_decided_on():
+def test_a_decision_on_a_body_older_than_the_resource_is_dropped_whole():
     """A timer holding the body from before the status the create handler just wrote (its watch
-    event not in yet) must not repeat the create handler's transitions (events, metrics)."""
+    event not in yet) must not repeat the create handler's transitions: the API server refuses
+    its status patch (the resourceVersion moved), and nothing of the decision is carried out."""
     async def body(fake: FakeRay, url: str, session: aiohttp.ClientSession) -> None:
         h, kube = harness(url, session, fake)
 
         first = await h.reconcile(persist=False)
-        assert first["phase"] == "Provisioning"
-        events = list(h.events)
-        assert await h.reconcile(persist=False) == {}  # the body lacks what we wrote: skipped
-        assert h.events == events and kube.calls.count("create bf-ray") == 1
+        assert first["phase"] == "Provisioning" and kube.calls.count("create bf-ray") == 1
+        events, written = list(h.events), len(kube.status_patches)
+        kube.clusters.clear()  # so a decision on the old body would create the cluster again
+        assert await h.reconcile(persist=False) == {}
+        assert h.events == events and len(kube.status_patches) == written and kube.calls.count("create bf-ray") == 1
+        assert h.memo.next_reconcile == 0.0  # decided again at the next tick, on the newer body
 
-        h.body["status"] = {k: v for k, v in first.items() if v is not None}  # the patch arrived
+        h.catch_up()  # the watch event of our patch arrived
         await h.reconcile()
         assert h.status.phase == "Provisioning" and [r for _, r, _ in h.events].count("RunStarted") == 1
+        assert kube.calls.count("create bf-ray") == 2  # the newer body says: created, yet it is gone
 
-        # A status that never shows up (a lost patch) stops blocking after STALE_BODY_SECONDS.
-        kube.make_ready(NS, "bf-ray")
-        h.body["status"]["phase"] = "Pending"  # differs from anything we wrote
-        h.memo.written_status = (h.memo.written_status or (h.status, 0))[0], 0.0
-        assert await h.reconcile() != {}
+    run(body)
+
+
+def test_actions_wait_for_their_status_to_be_written_even_when_it_does_not_change():
+    """Converging a running cluster changes nothing in the status, but an outdated body still
+    must not act: the (empty) patch then only checks the resourceVersion."""
+    async def body(fake: FakeRay, url: str, session: aiohttp.ClientSession) -> None:
+        h, kube = harness(url, session, fake)
+        await h.provision()
+        await h.reconcile()
+        fake.jobs[h.status.job_id]["status"] = "RUNNING"
+        await h.reconcile()
+        assert h.status.phase == "Running" and await h.reconcile() == {}
+        [group] = kube.clusters[(NS, "bf-ray")]["spec"]["workerGroupSpecs"]
+        group["maxReplicas"] += 1  # someone scaled it: the spec says otherwise
+        written = len(kube.status_patches)
+        await h.reconcile()
+        assert kube.calls.count("patch bf-ray") == 1 and kube.status_patches[written:] == [{}]
+        kube.versions[(NS, NAME)] += 1  # someone else wrote: our body is outdated
+        assert not await backfill.reconcile(h.body, h.memo, "test", IndexedClusters(kube.index(), kube.pod_index()))
+        assert kube.calls.count("patch bf-ray") == 1
+
+    run(body)
+
+
+def test_a_change_handler_on_an_outdated_body_is_retried_by_kopf():
+    # A settled resource has no timer: only kopf's retry of the handler decides again.
+    async def body(fake: FakeRay, url: str, session: aiohttp.ClientSession) -> None:
+        h, kube = harness(url, session, fake)
+        kube.versions[(NS, NAME)] = 7
+        with pytest.raises(kopf.TemporaryError):
+            await backfill.on_change(body=h.body, memo=h.memo, ray_clusters=kube.index(), backfill_columns={},
+                                     ray_pods=kube.pod_index())
+        assert not kube.clusters and not h.events
+        h.catch_up()
+        await backfill.on_change(body=h.body, memo=h.memo, ray_clusters=kube.index(), backfill_columns={},
+                                 ray_pods=kube.pod_index())
+        assert (NS, "bf-ray") in kube.clusters
+
+    run(body)
+
+
+def test_a_submission_written_but_never_sent_is_sent_with_the_same_id():
+    """The status names the job before it is submitted: when the submission fails (or the
+    operator stops in between), the next reconcile finds no such job and submits that id."""
+    async def body(fake: FakeRay, url: str, session: aiohttp.ClientSession) -> None:
+        h, kube = harness(url, session, fake)
+        await h.provision()
+        fake.down_for_posts = 1
+        with pytest.raises(RayJobError):
+            await h.reconcile()
+        h.catch_up()
+        sid = h.status.job_id
+        assert sid and not fake.jobs and h.status.attempts == 1
+        await h.reconcile()
+        assert list(fake.jobs) == [sid] and h.status.job_id == sid and h.status.attempts == 1
+        assert h.status.phase == "Provisioning"
+
+    run(body)
+
+
+def test_a_refused_action_is_recorded_after_the_decided_status():
+    async def body(fake: FakeRay, url: str, session: aiohttp.ClientSession) -> None:
+        h, kube = harness(url, session, fake, token="not-the-token")
+        await h.provision()
+        before = len(kube.status_patches)
+        changes = await h.reconcile()  # the submission is refused
+        decided, refusal = kube.status_patches[before:]
+        assert decided["jobId"] and "lastActionError" not in decided
+        assert refusal["lastActionError"]["reason"] == "RayAuthenticationFailed" and changes["jobId"] == decided["jobId"]
 
     run(body)
 
@@ -398,6 +481,8 @@ def test_wrong_token_fails_the_backfill_without_leaking_it():
     async def body(fake: FakeRay, url: str, session: aiohttp.ClientSession) -> None:
         h, kube = harness(url, session, fake, token="not-the-token")
         await h.provision()
+        await h.reconcile()  # the submission is refused: recorded, for the next reconcile to act on
+        assert h.status.last_action_error.reason == "RayAuthenticationFailed" and h.memo.next_reconcile <= time.monotonic()
         await h.reconcile()
         assert h.status.phase == "Failed" and h.status.reason == "RayAuthenticationFailed"
         assert "spec.auth.tokenSecretRef" in h.status.message
@@ -409,13 +494,33 @@ def test_wrong_token_fails_the_backfill_without_leaking_it():
 def test_finished_resources_cost_no_requests():
     async def body(fake: FakeRay, url: str, session: aiohttp.ClientSession) -> None:
         h, kube = harness(url, session, fake, token=None, cleanup={"policy": "Never"})
-        h.body["status"] = {"phase": "Succeeded", "udfVersion": "1", "startTime": "2026-01-01T00:00:00Z",
+        h.body["status"] = {"state": "Succeeded", "phase": "Succeeded", "udfVersion": "1", "startTime": "2026-01-01T00:00:00Z",
                             "completionTime": "2026-01-01T01:00:00Z", "rayClusterName": "bf-ray", "attempts": 1}
-        assert not backfill._should_tick(h.body["spec"], h.body["status"])
-        assert not backfill._waiting_for_cleanup(h.body["spec"], h.body["status"])
+        assert not backfill._should_tick(status=h.body["status"])
+        assert not backfill._waiting_for_cleanup(status=h.body["status"])
         kube.calls.clear()
         await h.reconcile()
         assert kube.calls == [] and fake.posts == 0
+
+    run(body)
+
+
+def test_a_cleanup_policy_set_after_the_run_deletes_the_kept_cluster():
+    async def body(fake: FakeRay, url: str, session: aiohttp.ClientSession) -> None:
+        h, kube = harness(url, session, fake, cleanup={"policy": "Never"})
+        await h.provision()
+        await h.reconcile()
+        fake.jobs[h.status.job_id]["status"] = "SUCCEEDED"
+        await h.reconcile()
+        assert h.status.phase == "Succeeded" and not backfill._waiting_for_cleanup(status=h.body["status"])
+        h.body["spec"]["cleanup"] = {"policy": "Always", "ttlSecondsAfterFinished": 0}  # the update handler runs
+        h.body["metadata"]["generation"] = 2
+        await h.reconcile()
+        assert kube.calls.count("delete bf-ray") == 1 and (NS, "bf-ray") not in kube.clusters
+        assert backfill._waiting_for_cleanup(status=h.body["status"])  # until it is seen gone
+        await h.reconcile()
+        assert lifecycle.condition(h.status, "ClusterReady").reason == "Deleted" and h.status.phase == "Succeeded"
+        assert not backfill._waiting_for_cleanup(status=h.body["status"]) and kube.calls.count("delete bf-ray") == 1
 
     run(body)
 
@@ -424,12 +529,12 @@ def test_a_finished_backfill_waiting_for_its_ttl_ticks_slowly_and_calls_nothing_
     async def body(fake: FakeRay, url: str, session: aiohttp.ClientSession) -> None:
         h, kube = harness(url, session, fake, token=None, cleanup={"policy": "Always", "ttlSecondsAfterFinished": 3600})
         finished = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-        h.body["status"] = {"phase": "Succeeded", "udfVersion": "1", "startTime": finished,
-                            "completionTime": finished, "rayClusterName": "bf-ray", "attempts": 1}
+        h.body["status"] = {"state": "Succeeded", "phase": "Succeeded", "udfVersion": "1", "startTime": finished,
+                            "completionTime": finished, "rayClusterName": "bf-ray", "attempts": 1, "cleanupAfter": finished}
         # Not on the 1 s timer (hundreds of finished backfills would tick every second) ...
-        assert not backfill._should_tick(h.body["spec"], h.body["status"])
+        assert not backfill._should_tick(status=h.body["status"])
         # ... but on the slow one, whose reconcile does nothing before the TTL runs out.
-        assert backfill._waiting_for_cleanup(h.body["spec"], h.body["status"])
+        assert backfill._waiting_for_cleanup(status=h.body["status"])
         kube.calls.clear()
         await h.reconcile()
         assert kube.calls == [] and fake.posts == 0
@@ -440,7 +545,7 @@ def test_a_finished_backfill_waiting_for_its_ttl_ticks_slowly_and_calls_nothing_
 
 def test_log_news_is_not_consumed_by_a_skipped_reconcile():
     """The timer must reconcile on new progress (or the end of the log) again at the next tick
-    when its reconcile was skipped for a stale body: otherwise the status would wait for the
+    when its reconcile was dropped for an outdated body: otherwise the status would wait for the
     next poll interval (the operator benchmark measured that lag)."""
     async def body(fake: FakeRay, url: str, session: aiohttp.ClientSession) -> None:
         h, kube = harness(url, session, fake)
@@ -451,17 +556,15 @@ def test_log_news_is_not_consumed_by_a_skipped_reconcile():
         h.memo.next_reconcile = float("inf")  # only news may trigger a reconcile
 
         async def tick(persist: bool = True) -> None:
-            patch = kopf.Patch()
-            await backfill.on_tick(body=h.body, memo=h.memo, patch=patch, ray_clusters=kube.index(), backfill_columns={},
-                                  ray_pods=kube.pod_index())
-            if persist:  # as kopf would, once the watch event carrying the patch arrives
-                status = {**h.body["status"], **dict(patch.get("status") or {})}
-                h.body["status"] = {k: v for k, v in status.items() if v is not None}
+            await backfill.on_tick(body=h.body, memo=h.memo, ray_clusters=kube.index(), backfill_columns={},
+                                   ray_pods=kube.pod_index())
+            if persist:  # once the watch event carrying the patch arrives
+                h.catch_up()
 
-        await tick(persist=False)  # stale body: skipped
+        await tick(persist=False)  # outdated body: dropped
         assert h.memo.get("seen_news") is None
 
-        h.body["status"] = {k: v for k, v in first.items() if v is not None}  # the patch arrived
+        h.catch_up()  # the first patch arrived
         await tick()
         assert h.memo.seen_news == ("geneva-some-job-1", 1, False)
 
@@ -483,21 +586,6 @@ def test_status_patch_sets_changes_and_removes_stale_keys():
 
 def test_parse_status_ignores_unknown_keys():
     assert parse_status({"phase": "Running", "kopf": {"progress": {}}}).phase == "Running"
-
-
-@pytest.mark.parametrize(
-    "obj,ready",
-    [
-        ({"status": {"conditions": [{"type": "HeadPodReady", "status": "True"}]}}, True),
-        ({"status": {"state": "ready", "conditions": [{"type": "HeadPodReady", "status": "False"}]}}, False),
-        ({"status": {"state": "ready"}}, True),
-        ({"status": {}}, False),
-        ({"metadata": {"deletionTimestamp": "x"}, "status": {"state": "ready"}}, False),
-        ({"status": {"conditions": [{"type": "RayClusterReplicaFailure", "status": "True", "reason": "FailedCreateHeadPod"}]}}, False),
-    ],
-)
-def test_ray_cluster_readiness(obj, ready):
-    assert _ray_cluster_ready(obj)[0] is ready
 
 
 class _StopFlag:

@@ -2,7 +2,9 @@
 decide, (pretend to) act, persist the status; the tests assert on phases, conditions, actions."""
 from __future__ import annotations
 
+import json
 from dataclasses import replace
+from pathlib import Path
 from datetime import datetime, timedelta, timezone
 from typing import Any, Optional
 
@@ -16,12 +18,13 @@ from geneva_operator.lifecycle import (
     ClusterView,
     CreateCluster,
     DeleteCluster,
-    InputError,
     JobUnknown,
     JobView,
     Observed,
     PatchCluster,
     RecordEvent,
+    SecretMissing,
+    SpecInvalid,
     StopJob,
     SubmitJob,
 )
@@ -275,6 +278,26 @@ def test_job_missing_from_ray_is_lost_and_retried():
     assert w.status.reason == "JobLost" and actions(d, SubmitJob)[0].attempt == 2
 
 
+def test_a_job_not_found_before_it_was_seen_running_is_submitted_again_under_its_id():
+    # The handlers write the status before submitting: a job id Ray does not know was never
+    # sent (the submission failed, or the operator stopped in between).
+    w = World()
+    w.step(cluster=ABSENT)
+    w.tick(5)
+    [first] = actions(w.step(cluster=READY), SubmitJob)
+    assert w.status.state == "Submitting"
+    w.tick(5)
+    d = w.step(cluster=READY, job=w.job(JobUnknown.NOT_FOUND))
+    assert actions(d, SubmitJob) == [first] and w.status.state == "Submitting" and w.status.attempts == 1
+    assert not actions(d, RecordEvent)  # the submission was said once
+    # The same for the next attempt of a retry, until Ray reports it running.
+    w.step(cluster=READY, job=w.job(RayJobState.RUNNING))
+    [retry] = actions(w.step(cluster=READY, job=w.job(RayJobState.FAILED, message="x")), SubmitJob)
+    assert w.status.state == "Retrying"
+    d = w.step(cluster=READY, job=w.job(JobUnknown.NOT_FOUND))
+    assert actions(d, SubmitJob) == [retry] and w.status.state == "Retrying" and w.status.attempts == 2
+
+
 def test_unreachable_dashboard_changes_nothing_but_the_message():
     w = World().running()
     d = w.step(cluster=READY, job=w.job(JobUnknown.UNREACHABLE, message="connection refused"))
@@ -346,11 +369,11 @@ def test_suspend_stops_the_job_deletes_our_cluster_and_settles():
     assert w.status.phase == "Suspended"
     assert actions(d, StopJob) == [StopJob(attempt_id)] and actions(d, DeleteCluster) == [DeleteCluster("bf-ray")]
     assert cond(w.status, "Suspended").reason == lc.SUSPENDING
-    assert lc.should_poll(w.spec, w.status)
+    assert lc.polls(w.status)
     w.tick(5)
     d = w.step(cluster=ABSENT, job=w.job(JobUnknown.UNREACHABLE))
     assert cond(w.status, "Suspended").reason == lc.SUSPENDED_IDLE
-    assert not lc.should_poll(w.spec, w.status)
+    assert not lc.polls(w.status)
     assert not lc.needs(w.spec, w.status, w.now).anything
     assert all(c.observed_generation == 2 for c in w.status.conditions)
 
@@ -408,7 +431,7 @@ def test_new_udf_version_after_success_starts_a_new_run():
     assert not lc.needs(w.spec, w.status, w.now).anything
     w.tick(60)
     w.spec = make_spec(udf={"function": "m:f", "inputColumns": ["a"], "outputType": "int32", "version": "2"})
-    assert lc.should_poll(w.spec, w.status)
+    assert not lc.polls(w.status)  # a spec edit reconciles through the update handler, not a timer
     d = w.step(cluster=READY)
     assert w.status.phase == "Provisioning" and w.status.udf_version == "2"
     assert w.status.attempts == 0 and w.status.progress is None and w.status.completion_time is None
@@ -438,31 +461,76 @@ def _succeeded(spec: BackfillSpec, state: RayJobState = RayJobState.SUCCEEDED) -
     return w
 
 
-@pytest.mark.parametrize(
-    "policy,state,deleted",
-    [
-        ("Always", RayJobState.SUCCEEDED, True),
-        ("Always", RayJobState.FAILED, True),
-        ("OnSuccess", RayJobState.SUCCEEDED, True),
-        ("OnSuccess", RayJobState.FAILED, False),
-        ("Never", RayJobState.SUCCEEDED, False),
-    ],
-)
+# (policy, how the run ended, whether our cluster goes)
+POLICIES = [
+    ("Always", RayJobState.SUCCEEDED, True),
+    ("Always", RayJobState.FAILED, True),
+    ("OnSuccess", RayJobState.SUCCEEDED, True),
+    ("OnSuccess", RayJobState.FAILED, False),
+    ("Never", RayJobState.SUCCEEDED, False),
+]
+
+
+@pytest.mark.parametrize("policy,state,deleted", POLICIES)
 def test_cleanup_policy_and_ttl(policy, state, deleted):
     w = _succeeded(make_spec(backoffLimit=0, cleanup={"policy": policy, "ttlSecondsAfterFinished": 600}), state)
-    assert w.status.phase in ("Succeeded", "Failed")
-    assert lc.should_poll(w.spec, w.status) == deleted
+    assert w.status.phase in ("Succeeded", "Failed") and not lc.polls(w.status)
+    assert lc.waits_for_cleanup(w.status) == deleted
+    assert w.status.cleanup_after == ("2026-03-01T12:10:10Z" if deleted else None)
     w.tick(599)
     assert not lc.needs(w.spec, w.status, w.now).anything  # waiting for the TTL costs no requests
     assert not actions(w.step(), DeleteCluster)
+    assert w.last.requeue_after == (1 if deleted else None)  # when to look again
     w.tick(1)
-    d = w.step()
+    assert lc.needs(w.spec, w.status, w.now).cluster == deleted  # due: is our cluster still there?
+    d = w.step(cluster=READY if deleted else None)
     assert (actions(d, DeleteCluster) == [DeleteCluster("bf-ray")]) == deleted
     if deleted:
-        assert cond(w.status, "ClusterReady").reason == lc.CLUSTER_DELETED
-    assert not lc.should_poll(w.spec, w.status)  # the resource stays; nothing polls it
+        # The status is written before the delete is sent: done only once the cluster is seen gone.
+        assert cond(w.status, "ClusterReady").reason == "Deleting" and lc.waits_for_cleanup(w.status)
+        w.tick(5)
+        assert not w.step(cluster=replace(READY, deleting=True)).actions  # KubeRay removing its pods
+        d = w.step(cluster=ABSENT)
+        assert cond(w.status, "ClusterReady").reason == lc.CLUSTER_DELETED and not actions(d, DeleteCluster)
+        assert [e.reason for e in actions(d, RecordEvent)] == ["ClusterDeleted"]
+    assert not lc.polls(w.status) and not lc.waits_for_cleanup(w.status)  # the resource stays; nothing polls it
     w.tick(3600)
-    assert not w.step().actions
+    # A later reconcile (an edit) only looks whether our cluster is there, in the watch cache.
+    assert lc.needs(w.spec, w.status, w.now).cluster == deleted
+    before = w.status.model_copy(deep=True)
+    assert not w.step(cluster=ABSENT if deleted else None).actions and w.status == before
+
+
+@pytest.mark.parametrize("policy,state,deleted", [case for case in POLICIES if case[0] != "Never"])
+def test_a_cleanup_policy_set_after_the_run_applies_to_the_kept_cluster(policy, state, deleted):
+    # A user who kept the cluster (Never) to look at it, then sets the policy they now want.
+    w = _succeeded(make_spec(backoffLimit=0, cleanup={"policy": "Never", "ttlSecondsAfterFinished": 600}), state)
+    assert w.status.cleanup_after is None
+    w.tick(3600)  # the TTL, counted from the run's end, has passed
+    w.spec = make_spec(backoffLimit=0, cleanup={"policy": policy, "ttlSecondsAfterFinished": 600})
+    w.generation = 2
+    assert lc.needs(w.spec, w.status, w.now).cluster == deleted
+    d = w.step(cluster=READY if deleted else None)
+    assert (actions(d, DeleteCluster) == [DeleteCluster("bf-ray")]) == deleted
+    assert lc.waits_for_cleanup(w.status) == deleted
+    if deleted:
+        d = w.step(cluster=ABSENT)
+        assert cond(w.status, "ClusterReady").reason == lc.CLUSTER_DELETED and not lc.waits_for_cleanup(w.status)
+        assert [e.reason for e in actions(d, RecordEvent)] == ["ClusterDeleted"]
+    assert w.status.phase == ("Succeeded" if state == RayJobState.SUCCEEDED else "Failed")
+
+
+def test_a_cleanup_policy_set_after_the_run_waits_for_the_rest_of_its_ttl_and_unset_keeps_the_cluster():
+    w = _succeeded(make_spec(cleanup={"policy": "Never", "ttlSecondsAfterFinished": 600}))
+    end = w.status.completion_time
+    w.tick(60)
+    w.spec = make_spec(cleanup={"policy": "Always", "ttlSecondsAfterFinished": 600})
+    d = w.step()
+    assert not d.actions and w.last.requeue_after == 540 and lc.waits_for_cleanup(w.status)
+    assert w.status.cleanup_after == lc.format_time(lc.parse_time(end) + timedelta(seconds=600))
+    w.spec = make_spec(cleanup={"policy": "Never", "ttlSecondsAfterFinished": 600})  # changed their mind
+    w.tick(600)
+    assert not w.step().actions and w.status.cleanup_after is None and not lc.waits_for_cleanup(w.status)
 
 
 def test_existing_cluster_is_never_cleaned_up():
@@ -474,7 +542,7 @@ def test_existing_cluster_is_never_cleaned_up():
     w.step(cluster=shared)
     w.step(cluster=shared, job=w.job(RayJobState.SUCCEEDED))
     w.tick(10)
-    assert not lc.should_poll(w.spec, w.status) and not w.step().actions
+    assert not lc.polls(w.status) and not w.step().actions
 
 
 # ---------------------------------------------------------------- deletion
@@ -511,7 +579,7 @@ def test_existing_cluster_missing_is_waited_for_until_the_startup_deadline():
     d = w.step(cluster=ABSENT)
     assert w.status.phase == "Pending" and w.status.reason == "ExistingClusterNotFound"
     assert w.status.message.startswith("spec.existingCluster.name")
-    assert not actions(d, CreateCluster) and lc.should_poll(w.spec, w.status)
+    assert not actions(d, CreateCluster) and lc.polls(w.status)
     assert [e.reason for e in actions(d, RecordEvent) if e.type == "Warning"] == ["ExistingClusterNotFound"]
     w.tick(30)
     d = w.step(cluster=ABSENT)
@@ -543,16 +611,16 @@ def test_existing_cluster_gone_under_our_job_fails():
     assert w.status.phase == "Failed" and w.status.reason == "ExistingClusterNotFound"
 
 
-MISSING_SECRET = InputError("spec.auth.tokenSecretRef", "AuthSecretNotFound", "Secret ray-token not found", may_clear=True)
+MISSING_SECRET = SecretMissing("spec.auth.tokenSecretRef", "Secret ray-token not found", may_clear=True)
 
 
 def test_missing_secret_is_waited_for_and_no_cluster_created_meanwhile():
     w = World(make_spec(auth={"tokenSecretRef": {"name": "ray-token"}}, startupDeadlineSeconds=60))
-    d = w.step(cluster=ABSENT, input_error=MISSING_SECRET)
+    d = w.step(cluster=ABSENT, secret=MISSING_SECRET)
     assert w.status.phase == "Pending" and w.status.reason == "AuthSecretNotFound"
     assert "spec.auth.tokenSecretRef" in w.status.message
     assert cond(w.status, "ClusterReady").reason == "AuthSecretNotFound"
-    assert not actions(d, CreateCluster) and lc.should_poll(w.spec, w.status)
+    assert not actions(d, CreateCluster) and lc.polls(w.status)
     w.tick(5)
     d = w.step(cluster=ABSENT)  # the Secret was applied
     assert actions(d, CreateCluster) == [CreateCluster("bf-ray")] and w.status.phase == "Provisioning"
@@ -560,28 +628,28 @@ def test_missing_secret_is_waited_for_and_no_cluster_created_meanwhile():
 
 def test_missing_secret_fails_at_the_startup_deadline_naming_it():
     w = World(make_spec(auth={"tokenSecretRef": {"name": "ray-token"}}, startupDeadlineSeconds=60))
-    w.step(cluster=ABSENT, input_error=MISSING_SECRET)
+    w.step(cluster=ABSENT, secret=MISSING_SECRET)
     w.tick(61)
-    d = w.step(cluster=ABSENT, input_error=MISSING_SECRET)
+    d = w.step(cluster=ABSENT, secret=MISSING_SECRET)
     assert w.status.phase == "Failed" and w.status.reason == "StartupDeadlineExceeded"
     assert "Secret ray-token not found" in w.status.message
-    assert not actions(d, CreateCluster) and not lc.should_poll(w.spec, w.status)
+    assert not actions(d, CreateCluster) and not lc.polls(w.status)
 
 
 def test_an_unreadable_secret_fails_at_once():
     w = World(make_spec(auth={"tokenSecretRef": {"name": "ray-token"}}))
-    problem = InputError("spec.auth.tokenSecretRef", "AuthSecretNotFound", "Secret ray-token has no key 'token'")
-    d = w.step(cluster=ABSENT, input_error=problem)
+    problem = SecretMissing("spec.auth.tokenSecretRef", "Secret ray-token has no key 'token'")
+    d = w.step(cluster=ABSENT, secret=problem)
     assert w.status.phase == "Failed" and w.status.reason == "AuthSecretNotFound"
-    assert not actions(d, CreateCluster) and not lc.should_poll(w.spec, w.status)
+    assert not actions(d, CreateCluster) and not lc.polls(w.status)
 
 
 def test_invalid_spec_fails_once():
     w = World()
-    problem = InputError("spec.udf", "InvalidSpec", "bad")
-    w.step(spec=None, input_error=problem)
+    problem = SpecInvalid("spec.udf", "bad")
+    w.step(spec=None, spec_error=problem)
     assert w.status.phase == "Failed" and w.status.reason == "InvalidSpec"
-    assert not w.step(spec=None, input_error=problem).actions
+    assert not w.step(spec=None, spec_error=problem).actions
 
 
 def test_a_foreign_cluster_with_our_name_is_not_taken_over():
@@ -624,13 +692,16 @@ def test_last_transition_time_only_moves_when_status_flips():
     assert cond(w.status, "ClusterReady").last_transition_time == lc.format_time(w.now)
 
 
-def test_should_poll_only_active_resources():
-    spec = make_spec()
-    assert lc.should_poll(spec, BackfillStatus())
-    for phase in ("Pending", "Provisioning", "Running"):
-        assert lc.should_poll(spec, BackfillStatus(phase=phase, udf_version="1", start_time="2026-01-01T00:00:00Z"))
-    never = make_spec(cleanup={"policy": "Never"})
-    assert not lc.should_poll(never, BackfillStatus(phase="Succeeded", udf_version="1", start_time="x", ray_cluster_name="c"))
+def test_the_timers_only_ask_whether_the_stored_state_polls():
+    assert lc.polls(BackfillStatus())  # a status from before `state`: reconciled once, to adopt it
+    for state in ("New", "WaitingForInputs", "CreatingCluster", "WaitingForCluster", "Preparing", "Submitting",
+                  "Running", "Retrying", "Suspending"):
+        assert lc.polls(BackfillStatus(state=state)), state
+    for state in ("Suspended", "Succeeded", "Failed"):
+        assert not lc.polls(BackfillStatus(state=state)), state
+    assert lc.waits_for_cleanup(BackfillStatus(state="Succeeded", cleanup_after="2026-01-01T00:00:00Z"))
+    assert not lc.waits_for_cleanup(BackfillStatus(state="Succeeded"))
+    assert not lc.waits_for_cleanup(BackfillStatus(state="Running", cleanup_after="2026-01-01T00:00:00Z"))
 
 
 def test_submission_id_is_deterministic_and_unique_per_run_and_attempt():
@@ -795,3 +866,186 @@ def test_a_shared_existing_cluster_with_a_ready_head_is_not_held_back_by_its_oth
     stuck_head = World(make_spec(cluster=None, existingCluster={"name": "shared"}))
     stuck_head.step(cluster=replace(READY, owned=False, ready=False, pod_problem=IMAGE_PULL))
     assert cond(stuck_head.status, "ClusterReady").reason == "ImagePullFailed"
+
+
+# ---------------------------------------------------------------- the states
+
+
+def test_the_first_attempt_goes_through_the_starting_states_and_a_retry_keeps_the_phase_running():
+    w = World(make_spec(backoffLimit=1))
+    seen = []
+
+    def step(**kw: Any) -> None:
+        w.tick(5)
+        w.step(**kw)
+        seen.append((w.status.state, w.status.phase))
+
+    step(cluster=ABSENT)
+    step(cluster=replace(READY, ready=False))
+    step(cluster=READY)
+    step(cluster=READY, job=w.job(RayJobState.PENDING))
+    step(cluster=READY, job=w.job(RayJobState.RUNNING))
+    step(cluster=ABSENT)  # lost under the job: the retry recreates it
+    step(cluster=READY)
+    step(cluster=READY, job=w.job(RayJobState.PENDING))
+    step(cluster=READY, job=w.job(RayJobState.RUNNING))
+    step(cluster=READY, job=w.job(RayJobState.SUCCEEDED))
+    assert seen == [
+        ("CreatingCluster", "Provisioning"), ("WaitingForCluster", "Provisioning"), ("Submitting", "Provisioning"),
+        ("Submitting", "Provisioning"), ("Running", "Running"), ("Retrying", "Running"), ("Retrying", "Running"),
+        ("Retrying", "Running"), ("Running", "Running"), ("Succeeded", "Succeeded"),
+    ]
+    assert w.status.attempts == 2
+
+
+def test_a_job_that_fails_before_it_ran_is_retried_from_the_starting_states():
+    w = World(make_spec(backoffLimit=1))
+    w.step(cluster=ABSENT)
+    w.tick(5)
+    w.step(cluster=READY)
+    w.tick(5)
+    d = w.step(cluster=READY, job=w.job(RayJobState.FAILED, message="exit 1"))
+    assert (w.status.state, w.status.phase, w.status.attempts) == ("Submitting", "Provisioning", 2)
+    assert actions(d, SubmitJob)[0].attempt == 2
+
+
+def test_a_run_started_with_the_cluster_ready_is_recorded_before_it_submits():
+    w = World(make_spec(cluster=None, existingCluster={"name": "shared"}))
+    shared = ClusterView(exists=True, ready=True, owned=False)
+    w.step(cluster=shared)
+    assert (w.status.state, w.status.phase, w.status.reason) == ("Preparing", "Provisioning", "Preparing")
+    w.tick(5)
+    assert actions(w.step(cluster=shared), SubmitJob) and w.status.state == "Submitting"
+
+
+def test_waiting_for_an_input_is_a_state_of_its_own():
+    w = World(make_spec(auth={"tokenSecretRef": {"name": "ray-token"}}))
+    w.step(cluster=ABSENT, secret=MISSING_SECRET)
+    assert (w.status.state, w.status.phase) == ("WaitingForInputs", "Pending")
+    assert lc.polls(w.status)
+
+
+def test_suspension_is_two_states_and_only_the_settled_one_stops_polling():
+    w = World().running()
+    w.spec = make_spec(suspend=True)
+    w.step(cluster=READY, job=w.job(RayJobState.RUNNING))
+    assert (w.status.state, w.status.phase) == ("Suspending", "Suspended") and lc.polls(w.status)
+    w.step(cluster=ABSENT)
+    assert (w.status.state, w.status.phase) == ("Suspended", "Suspended") and not lc.polls(w.status)
+
+
+def test_the_phase_is_computed_from_the_state_never_read_back():
+    w = World().running()
+    w.status = w.status.model_copy(update={"phase": "Pending", "reason": "Whatever"})  # a tampered status
+    w.step(cluster=READY, job=w.job(RayJobState.RUNNING))
+    assert (w.status.state, w.status.phase) == ("Running", "Running")
+
+
+# ---------------------------------------------------------------- problems, ranked in one place
+
+
+def test_a_refused_action_is_observed_by_the_next_reconcile_and_fails_the_backfill():
+    from geneva_operator.api.models import ActionError
+
+    w = World()
+    w.step(cluster=ABSENT)
+    refused = ActionError(action="CreateCluster", reason="ClusterRejected", field="spec.cluster", message="422 invalid")
+    w.status = w.status.model_copy(update={"last_action_error": refused})  # what the handlers record
+    w.tick(1)
+    d = w.step(cluster=ABSENT)
+    assert (w.status.state, w.status.reason) == ("Failed", "ClusterRejected")
+    assert w.status.message == "spec.cluster: 422 invalid" and not actions(d, CreateCluster)
+
+
+def test_the_highest_ranked_problem_wins_whatever_else_is_observed():
+    column = lc.ColumnHeld("ns/other", "GenevaBackfill ns/other is backfilling column 'out'")
+    w = World(make_spec(auth={"tokenSecretRef": {"name": "ray-token"}}))
+    w.step(cluster=ABSENT, column=column, secret=MISSING_SECRET)
+    assert w.status.reason == "AuthSecretNotFound"  # our own input first: the column may free up meanwhile
+    w.step(cluster=ABSENT, column=column)
+    assert w.status.reason == "ColumnBusy" and w.status.state == "WaitingForInputs"
+    refused = lc.RayAuthRefused("403 Forbidden")
+    w.step(cluster=ABSENT, column=column, ray_auth=refused)
+    assert w.status.reason == "RayAuthenticationFailed" and w.status.state == "Failed"
+
+
+# ---------------------------------------------------------------- statuses of the operator before `state`
+
+LEGACY = {c["name"]: c for c in json.loads((Path(__file__).parent / "legacy_statuses.json").read_text())}
+SHARED = ClusterView(exists=True, ready=True, owned=False)
+
+
+def _legacy_world(name: str) -> World:
+    captured = LEGACY[name]
+    w = World(BackfillSpec.model_validate(captured["spec"]), BackfillStatus.model_validate(captured["status"]))
+    w.now = datetime.fromisoformat(captured["now"]) + timedelta(seconds=5)
+    return w
+
+
+# name -> (what is observed next, the adopted state after that reconcile)
+ADOPTIONS = {
+    "pending-secret": (dict(cluster=ABSENT, secret=MISSING_SECRET), "WaitingForInputs"),
+    "pending-column-busy": (dict(cluster=ABSENT, column=lc.ColumnHeld("ns/other", "busy")), "WaitingForInputs"),
+    "provisioning-creating": (dict(cluster=replace(READY, ready=False)), "WaitingForCluster"),
+    "provisioning-waiting": (dict(cluster=replace(READY, ready=False)), "WaitingForCluster"),
+    "provisioning-submitted": (dict(cluster=READY, job="PENDING"), "Submitting"),
+    "provisioning-job-pending": (dict(cluster=READY, job="PENDING"), "Submitting"),
+    "running": (dict(cluster=READY, job="RUNNING"), "Running"),
+    "running-retry-submitted": (dict(cluster=READY, job="RUNNING"), "Running"),
+    "running-retrying": (dict(cluster=replace(READY, ready=False)), "Retrying"),
+    "running-cluster-lost": (dict(cluster=replace(READY, ready=False)), "Retrying"),
+    "suspended-suspending": (dict(cluster=ABSENT), "Suspended"),
+    "suspended-idle": (dict(), "Suspended"),
+    "suspended-existing-stopping": (dict(cluster=SHARED, job="STOPPED"), "Suspended"),
+    "succeeded-cleanup-pending": (dict(), "Succeeded"),
+    "succeeded-cleaned-up": (dict(), "Succeeded"),
+    "succeeded-kept": (dict(), "Succeeded"),
+    "failed-backoff": (dict(), "Failed"),
+    "failed-invalid-spec": (dict(spec=None, spec_error=SpecInvalid("spec.udf", "bad")), "Failed"),
+    "failed-startup-deadline": (dict(), "Failed"),
+}
+
+
+def test_every_captured_phase_has_an_adoption():
+    assert set(ADOPTIONS) == set(LEGACY)
+
+
+@pytest.mark.parametrize("name", sorted(ADOPTIONS))
+def test_a_status_of_the_operator_before_state_is_adopted_keeping_its_run_attempt_and_job(name):
+    w = _legacy_world(name)
+    before = w.status
+    assert before.state is None
+    seen, state = ADOPTIONS[name]
+    if "job" in seen:
+        seen = {**seen, "job": w.job(RayJobState(seen["job"]))}
+    d = w.step(**seen)
+    assert w.status.state == state
+    assert (w.status.udf_version, w.status.start_time, w.status.attempts) == \
+        (before.udf_version, before.start_time, before.attempts)
+    assert w.status.job_id == before.job_id
+    assert not actions(d, SubmitJob)
+    assert not actions(d, StopJob) or name == "suspended-suspending"  # stopping until the cluster is seen gone
+    assert w.status.phase == lc.PHASE[lc.State(state)].value
+    if before.phase != "Suspended":
+        assert w.status.phase == before.phase  # adopting changes nothing a user sees
+
+
+def test_an_adopted_finished_status_still_deletes_its_cluster_after_the_ttl_and_only_then():
+    w = _legacy_world("succeeded-cleanup-pending")
+    w.step()
+    finished = datetime.fromisoformat(w.status.completion_time.replace("Z", "+00:00"))
+    assert lc.waits_for_cleanup(w.status) and w.status.cleanup_after == lc.format_time(finished + timedelta(seconds=600))
+    assert not actions(w.step(), DeleteCluster)
+    w.now = finished + timedelta(seconds=600)
+    assert actions(w.step(cluster=READY), DeleteCluster) == [DeleteCluster("bf-ray")]
+    done = _legacy_world("succeeded-cleaned-up")
+    done.tick(3600)
+    assert lc.needs(done.spec, done.status, done.now).cluster  # its cluster is seen gone: no event, nothing to wait for
+    assert not done.step(cluster=ABSENT).actions and not lc.waits_for_cleanup(done.status)
+
+
+def test_an_adopted_retry_submits_the_attempt_it_was_due_with_the_same_run_start():
+    w = _legacy_world("running-retrying")
+    d = w.step(cluster=READY)
+    [submit] = actions(d, SubmitJob)
+    assert submit == SubmitJob(lc.submission_id(UID, w.status.start_time, 2), 2) and w.status.phase == "Running"
