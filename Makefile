@@ -41,8 +41,9 @@ crds-check: install
 	$(PY) -m geneva_operator.api.crd check
 	$(PY) -m geneva_operator.api.reference check
 
-# Real Kubernetes components (the real node's too), CoreDNS, KubeRay, kwok, Helm and the GCS emulator
-# built from their Go modules and cached.
+# Real Kubernetes components (the real node's too, and the kube-apiserver of the oldest Kubernetes
+# the chart claims), CoreDNS, KubeRay, kwok, Helm and the GCS emulator built from their Go modules
+# and cached.
 tools:
 	bash tests/controlplane/build.sh
 

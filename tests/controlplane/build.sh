@@ -4,6 +4,7 @@
 #   etcd, kube-apiserver, kube-controller-manager, kube-scheduler  (go/ wrapper module)
 #   ray-operator (KubeRay) + its CRDs                               (go/kuberay wrapper module)
 #   kubelet, kube-proxy (the real test node)                        (go/ wrapper module)
+#   kube-apiserver of the oldest Kubernetes the chart claims        (go-oldest/ wrapper module)
 #   coredns with the plugins cluster DNS needs                      (go/coredns wrapper module)
 #   kwok + its default stages, helm                                 (go install @version)
 #   fake-gcs-server, the engine tests' GCS emulator                 (go install @version)
@@ -14,7 +15,8 @@
 # GOCACHE are used, so rebuilding after a version bump is incremental.
 #
 # Usage: tests/controlplane/build.sh [component ...]
-#   components: etcd kubernetes node coredns kuberay kwok helm fake-gcs-server (default: all)
+#   components: etcd kubernetes node coredns kuberay kwok helm fake-gcs-server
+#               kubernetes-oldest (default: all)
 # Env: GENEVA_CACHE, GO (go binary), BUILD_PARALLELISM (go build -p, default 2)
 set -euo pipefail
 
@@ -119,6 +121,23 @@ build_node() {
     build_k8s_cmds "$bindir/kubernetes-node-$KUBERNETES_VERSION" kubelet kube-proxy
 }
 
+# kube-apiserver alone, of the oldest minor the chart's kubeVersion admits:
+# tests/packaging/test_oldest_kubernetes.py checks the chart and the CRD's CEL rules on it. It
+# runs on the etcd above (a 3.5 client on a 3.6 server), so no second etcd. Stamped with its own
+# version: helm's kubeVersion check reads it.
+build_kubernetes_oldest() {
+    local out="$bindir/kube-apiserver-$OLDEST_KUBERNETES_VERSION"
+    [[ -x "$out/kube-apiserver" ]] && { log "kube-apiserver $OLDEST_KUBERNETES_VERSION cached"; return; }
+    local v; v=$(cd "$here/go-oldest" && "$GO" list -m -f '{{.Version}}' k8s.io/kubernetes)
+    if [[ "$v" != "$OLDEST_KUBERNETES_VERSION" ]]; then
+        log "go-oldest/go.mod pins kubernetes=$v but versions.env says $OLDEST_KUBERNETES_VERSION"; exit 1
+    fi
+    local ld; ld=$(KUBERNETES_VERSION="$OLDEST_KUBERNETES_VERSION" k8s_ldflags)
+    local tmp; newtmp kube-apiserver-oldest
+    (cd "$here/go-oldest" && "$GO" build -p "$P" -ldflags "$ld" -o "$tmp/kube-apiserver" k8s.io/kubernetes/cmd/kube-apiserver)
+    finish "$tmp" "$out"
+}
+
 build_coredns() {
     local out="$bindir/coredns-$COREDNS_VERSION"
     [[ -x "$out/coredns" ]] && { log "coredns $COREDNS_VERSION cached"; return; }
@@ -194,12 +213,13 @@ build_fake_gcs_server() {
 }
 
 components=("$@")
-[[ ${#components[@]} -eq 0 ]] && components=(etcd kubernetes node coredns kuberay kwok helm fake-gcs-server)
+[[ ${#components[@]} -eq 0 ]] && components=(etcd kubernetes node coredns kuberay kwok helm fake-gcs-server kubernetes-oldest)
 t_all=$(date +%s)
 for c in "${components[@]}"; do
     case "$c" in
         etcd|kubernetes|node|coredns|kuberay|kwok|helm) timed "$c" "build_$c" ;;
         fake-gcs-server) timed "$c" build_fake_gcs_server ;;
+        kubernetes-oldest) timed "$c" build_kubernetes_oldest ;;
         *) log "unknown component: $c"; exit 2 ;;
     esac
 done

@@ -35,7 +35,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -139,6 +139,14 @@ def ensure_built(real_node: bool = True) -> Binaries:
         if bins.missing(real_node):
             raise RuntimeError(f"build.sh did not produce {bins.missing(real_node)}")
     return bins
+
+
+def ensure_oldest_apiserver() -> Path:
+    """The kube-apiserver of the oldest Kubernetes the chart claims (and the etcd it runs on)."""
+    path = cache_dir() / "bin" / f"kube-apiserver-{read_versions()['OLDEST_KUBERNETES_VERSION']}" / "kube-apiserver"
+    if not (path.exists() and Binaries.from_cache().etcd.exists()):
+        build(["etcd", "kubernetes-oldest"])
+    return path
 
 
 # --------------------------------------------------------------------------
@@ -411,21 +419,14 @@ class ControlPlane(Cluster):
         t0 = time.monotonic()
         if self.bins is None:
             self.bins = ensure_built(self.real_node)
-        missing = self.bins.missing(self.real_node)
+        missing = self._missing_binaries()
         if missing:
             raise RuntimeError(f"missing binaries {missing}; run tests/controlplane/build.sh")
         self.logs.mkdir(parents=True, exist_ok=True)
         (self.state_dir / MARKER_FILE).write_text("state dir of tests/controlplane; safe to delete\n")
-        steps = [self._pki, self._start_etcd, self._start_apiserver, self._start_controller_manager,
-                 self._start_scheduler, self._install_kuberay_crds, self._start_kuberay]
-        if self.node:
-            steps = [self.node.prepare_host, *steps, self.node.start]
-        else:
-            steps += [self._start_kwok, self._create_nodes]
-        steps.append(self._wait_for_system)
         self.timings: dict[str, float] = {}
         try:
-            for step in steps:
+            for step in self._steps():
                 t = time.monotonic()
                 step()
                 self.timings[step.__name__.lstrip("_")] = round(time.monotonic() - t, 2)
@@ -436,6 +437,18 @@ class ControlPlane(Cluster):
         self._save_state()
         self.startup_seconds = time.monotonic() - t0
         return self
+
+    def _missing_binaries(self) -> list[Path]:
+        return self.bins.missing(self.real_node)
+
+    def _steps(self) -> list[Callable[[], None]]:
+        steps = [self._pki, self._start_etcd, self._start_apiserver, self._start_controller_manager,
+                 self._start_scheduler, self._install_kuberay_crds, self._start_kuberay]
+        if self.node:
+            steps = [self.node.prepare_host, *steps, self.node.start]
+        else:
+            steps += [self._start_kwok, self._create_nodes]
+        return [*steps, self._wait_for_system]
 
     def stop(self, remove_state: bool | None = None, timeout: float = 15) -> None:
         """Terminate every component (whole process groups); remove the state dir.
@@ -744,3 +757,20 @@ class ControlPlane(Cluster):
         self._wait("kube-controller-manager", "default service account",
                    lambda: self.kubectl("get", "serviceaccount", "default", "-n", "default",
                                         check=False).returncode == 0)
+
+
+class ApiServerOnly(ControlPlane):
+    """etcd and one kube-apiserver, on loopback: no controllers, scheduler, nodes or KubeRay.
+
+    Enough to see what an API server admits (CRDs, CEL rules, a chart's objects) and cheap to
+    start beside another control plane, for a kube-apiserver of another version than the
+    pinned one (``apiserver``; etcd stays the pinned one)."""
+
+    def __init__(self, apiserver: Path, state_dir: Path | str | None = None, start_timeout: float = 180):
+        super().__init__(state_dir, replace(Binaries.from_cache(), kube_apiserver=apiserver), start_timeout)
+
+    def _missing_binaries(self) -> list[Path]:
+        return [p for p in (self.bins.etcd, self.bins.kube_apiserver) if not p.exists()]
+
+    def _steps(self) -> list[Callable[[], None]]:
+        return [self._pki, self._start_etcd, self._start_apiserver]
