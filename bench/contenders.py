@@ -7,6 +7,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Callable, Optional
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -92,7 +93,8 @@ def start_engine_ray(cpus: int) -> float:
     return time.perf_counter() - t
 
 
-def run_engine(db: Path, udf: str) -> float:
+def run_engine(db: Path, udf: str, keep: Optional[list] = None) -> float:
+    """Seconds of one run_backfill (its BackfillResult appended to keep, if given)."""
     from geneva_operator.api.models import BackfillSpec
     from geneva_operator.engine import run_backfill
 
@@ -102,6 +104,8 @@ def run_engine(db: Path, udf: str) -> float:
     secs = time.perf_counter() - t
     if res.rows_done != data.dataset(db).count_rows():
         raise RuntimeError(f"engine reported {res.rows_done} rows done: {res}")
+    if keep is not None:
+        keep.append(res)
     return secs
 
 
@@ -135,3 +139,28 @@ def compare(db: Path, ref) -> str:
         av, bv = av.flatten(), bv.flatten()
     diff = np.abs(av.to_numpy(zero_copy_only=False).astype(np.float64) - bv.to_numpy(zero_copy_only=False).astype(np.float64))
     return f"MISMATCH max|diff|={diff.max():.3g}, {int((diff > 0).sum())} values differ"
+
+
+def in_turns(template: Path, work: Path, runs: list[tuple[str, Callable[[Path], float]]], repeat: int,
+             log: Callable[[str], None]) -> dict[str, list[float]]:
+    """Each run fn(fresh copy of the template) -> seconds, taken in turns (a, b, a, b, ...) so that
+    load from other work on the host, which comes and goes over seconds, weighs on each alike.
+    A run that raises is not repeated (its times stay as they are); the copy is removed after."""
+    times: dict[str, list[float]] = {name: [] for name, _ in runs}
+    failed: set[str] = set()
+    for i in range(repeat):
+        for name, fn in runs:
+            if name in failed:
+                continue
+            db = data.fresh_copy(template, work / f"{name}-run")
+            try:
+                s = fn(db)
+            except Exception as e:  # noqa: BLE001  keep going: print what we have
+                failed.add(name)
+                log(f"{name}: FAILED {type(e).__name__}: {e}")
+                continue
+            finally:
+                data.remove(db)
+            times[name].append(s)
+            log(f"{name} run {i + 1}/{repeat}: {s:.3f}s")
+    return times
