@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PIP    := $(VENV)/bin/pip
 
-.PHONY: install test test-unit test-engine test-pods e2e crds crds-check chart-lint render bench bench-operator demo image images tools cluster-up cluster-down clean
+.PHONY: install test test-unit test-engine test-pods e2e crds crds-check chart-lint render bench bench-scale bench-operator demo image images tools cluster-up cluster-down clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -69,6 +69,11 @@ demo: install
 
 bench: install
 	$(PY) -m bench.engine_bench
+
+# growth tables (issue 12): fragments 16/256/1024 at 1M rows, rows 1M/10M/50M at 64 fragments, a skewed table;
+# sizes are flags: make bench-scale SCALE_ARGS="--frag-rows 100000 --row-counts 100000,1000000"
+bench-scale: install
+	$(PY) -m bench.scale_bench $(SCALE_ARGS)
 
 bench-operator: install tools
 	$(PY) -m bench.operator_bench

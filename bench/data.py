@@ -46,8 +46,24 @@ def make_table(rows: int, seed: int = 42, start: int = 0) -> pa.Table:
     )
 
 
-def write_template(db_dir: str | os.PathLike, rows: int, fragments: int, seed: int = 42) -> Path:
-    """Write the table as ``fragments`` fragments of equal size into ``db_dir/<TABLE_NAME>.lance``."""
+CHUNK_ROWS = 1 << 22  # tables larger than this are generated chunk by chunk (memory stays flat)
+
+
+def table_chunks(rows: int, seed: int = 42):
+    """The table as a stream of pa.Tables: make_table itself up to CHUNK_ROWS (the bytes of every
+    table measured before chunking existed), else chunks of CHUNK_ROWS rows, chunk i from seed
+    (seed, i): as deterministic, without generating a 50M-row table in memory at once."""
+    if rows <= CHUNK_ROWS:
+        yield make_table(rows, seed)
+        return
+    for i, start in enumerate(range(0, rows, CHUNK_ROWS)):
+        t = make_table(min(CHUNK_ROWS, rows - start), seed=[seed, i])
+        yield t.set_column(0, "id", pa.array(np.arange(start, start + t.num_rows, dtype=np.int64)))
+
+
+def write_template(db_dir: str | os.PathLike, rows: int, fragments: int, seed: int = 42, skew: int = 1) -> Path:
+    """Write the table as ``fragments`` fragments into ``db_dir/<TABLE_NAME>.lance``: of equal size,
+    or with skew > 1 the first fragment ``skew`` times the size of each of the others."""
     import lance
 
     db = Path(db_dir)
@@ -55,15 +71,22 @@ def write_template(db_dir: str | os.PathLike, rows: int, fragments: int, seed: i
     uri = db / f"{TABLE_NAME}.lance"
     if uri.exists():
         shutil.rmtree(uri)
-    per_file = -(-rows // fragments)  # ceil
-    table = make_table(rows, seed)
-    lance.write_dataset(
-        table,
-        str(uri),
-        max_rows_per_file=per_file,
-        max_rows_per_group=min(per_file, 4096),
-        data_storage_version=DATA_STORAGE_VERSION,
-    )
+    if skew == 1:
+        per_file = -(-rows // fragments)  # ceil
+        source = make_table(rows, seed) if rows <= CHUNK_ROWS else pa.RecordBatchReader.from_batches(
+            make_table(1, seed).schema, (b for t in table_chunks(rows, seed) for b in t.to_batches()))
+        lance.write_dataset(source, str(uri), max_rows_per_file=per_file, max_rows_per_group=min(per_file, 4096),
+                            data_storage_version=DATA_STORAGE_VERSION)
+    else:
+        # one big fragment of skew units, then fragments - 1 of one unit each
+        unit = rows // (skew + fragments - 1)
+        table = pa.concat_tables(table_chunks(rows, seed))
+        big = skew * unit
+        small = -(-(rows - big) // (fragments - 1))  # ceil: the remainder spread, no extra fragment
+        for i, (off, n, per) in enumerate([(0, big, big), (big, rows - big, small)]):
+            lance.write_dataset(table.slice(off, n), str(uri), mode="create" if i == 0 else "append",
+                                max_rows_per_file=per, max_rows_per_group=min(per, 4096),
+                                data_storage_version=DATA_STORAGE_VERSION)
     ds = lance.dataset(str(uri))
     nfrag = len(ds.get_fragments())
     if nfrag < fragments or ds.count_rows() != rows:
@@ -71,14 +94,14 @@ def write_template(db_dir: str | os.PathLike, rows: int, fragments: int, seed: i
     return uri
 
 
-def ensure_template(cache_dir: str | os.PathLike, rows: int, fragments: int, seed: int = 42) -> Path:
-    """The template database dir for (rows, fragments, seed), written once and reused across runs."""
-    db = Path(cache_dir) / f"template-{rows}-{fragments}-{seed}"
+def ensure_template(cache_dir: str | os.PathLike, rows: int, fragments: int, seed: int = 42, skew: int = 1) -> Path:
+    """The template database dir for (rows, fragments, seed, skew), written once and reused across runs."""
+    db = Path(cache_dir) / (f"template-{rows}-{fragments}-{seed}" + (f"-skew{skew}" if skew != 1 else ""))
     marker = db / ".complete"
     if not marker.exists():
         if db.exists():
             shutil.rmtree(db)
-        write_template(db, rows, fragments, seed)
+        write_template(db, rows, fragments, seed, skew)
         marker.write_text("ok\n")
     return db
 
@@ -90,6 +113,17 @@ def fresh_copy(template_db: str | os.PathLike, dest_db: str | os.PathLike) -> Pa
         shutil.rmtree(dest)
     shutil.copytree(template_db, dest, ignore=shutil.ignore_patterns(".complete"))
     return dest
+
+
+def dataset(db: str | os.PathLike):
+    import lance
+
+    return lance.dataset(str(Path(db) / f"{TABLE_NAME}.lance"))
+
+
+def remove(db: str | os.PathLike) -> None:
+    """Drop a contender's copy once checked (copies of large tables add up on a shared disk)."""
+    shutil.rmtree(db, ignore_errors=True)
 
 
 if __name__ == "__main__":  # python -m bench.data DIR ROWS FRAGMENTS

@@ -24,7 +24,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from bench import data  # noqa: E402
-from bench.engine_bench import engine_spec, start_engine_ray  # noqa: E402
+from bench.contenders import engine_spec, start_engine_ray  # noqa: E402
 
 _T0 = [0.0]
 EVENTS: list[tuple[str, float, float]] = []  # (name, start, end) relative to run start, driver side
