@@ -19,7 +19,9 @@ from .. import lifecycle, metrics
 from ..api.job_contract import entrypoint, last_report, work_from_spec
 from ..api.models import GROUP, KIND, VERSION, BackfillSpec, BackfillStatus
 from ..cluster import build_ray_cluster, dashboard_url, in_place_patch, needs_recreate, ray_cluster_name, token_secret_ref
+from ..cluster.kuberay_features import unsupported
 from ..cluster.pods import pod_problem
+from ..cluster.readiness import head_image, ray_cluster_ready
 from ..kube import Kube, SecretProblem, is_transient
 from ..lifecycle import (
     ClusterView,
@@ -37,7 +39,7 @@ from ..lifecycle import (
 )
 from ..rayjobs import BearerToken, LogFollower, RayJobClient, RayJobError, RayUnauthorized, SubmissionRejected
 from ..settings import OperatorSettings
-from .caches import TokenCache
+from .caches import KubeRayFeaturesCache, TokenCache
 
 logger = logging.getLogger(__name__)
 
@@ -85,31 +87,6 @@ def status_patch(old: Mapping[str, Any], new: BackfillStatus) -> dict[str, Any]:
     return patch
 
 
-def _ray_cluster_ready(obj: Mapping[str, Any]) -> tuple[bool, str]:
-    """KubeRay >= 1.2 conditions (HeadPodReady, RayClusterProvisioned, RayClusterReplicaFailure),
-    falling back to the older `.status.state == ready`."""
-    if obj.get("metadata", {}).get("deletionTimestamp"):
-        return False, "RayCluster is being deleted"
-    status = obj.get("status") or {}
-    conditions = {c.get("type"): c for c in status.get("conditions") or []}
-    head = conditions.get("HeadPodReady")
-    if head is not None and head.get("status") == "True":
-        return True, ""
-    if head is None and status.get("state") == "ready":
-        return True, ""
-    failure = conditions.get("RayClusterReplicaFailure")
-    if failure is not None and failure.get("status") == "True":
-        return False, f"{failure.get('reason', '')}: {failure.get('message', '')}".strip(": ")
-    if head is not None:
-        return False, f"head pod not ready: {head.get('reason', '')} {head.get('message', '')}".strip()
-    return False, f"RayCluster state {status.get('state') or 'unknown'}"
-
-
-def _head_image(obj: Mapping[str, Any]) -> Optional[str]:
-    containers = (((obj.get("spec") or {}).get("headGroupSpec") or {}).get("template") or {}).get("spec", {}).get("containers") or []
-    return containers[0].get("image") if containers else None
-
-
 class ClusterReader(Protocol):
     async def get_ray_cluster(self, namespace: str, name: str) -> Optional[dict[str, Any]]: ...
 
@@ -127,6 +104,7 @@ class Runtime:
         self.kube = kube
         self.session = session
         self.tokens = TokenCache(kube.read_secret_key, settings.token_cache_seconds)
+        self.kuberay = KubeRayFeaturesCache(kube.read_crd, settings.kuberay_features_seconds)
         self.post_event = kopf.event  # replaceable in tests (kopf.event needs a running operator)
 
     # -- observe
@@ -170,6 +148,10 @@ class Runtime:
             token, problem = await self._token(observed.namespace, spec)
             if problem is not None and not deleting:
                 observed = replace(observed, input_error=problem)  # takes precedence: it needs an edit or a Secret
+        if spec is not None and needs.inputs and observed.input_error is None and not deleting:
+            too_old = unsupported(spec, await self.kuberay.get())
+            if too_old is not None:
+                observed = replace(observed, input_error=InputError(too_old.requirement.field, too_old.reason, too_old.message))
         if needs.cluster and spec is not None:
             cluster = await self._observe_cluster(observed, spec, clusters or self.kube)
         else:
@@ -204,13 +186,14 @@ class Runtime:
     def _owner(self, observed: Observed) -> dict[str, Any]:
         return {"apiVersion": f"{GROUP}/{VERSION}", "kind": KIND, "name": observed.name, "uid": observed.uid}
 
-    def desired_cluster(self, observed: Observed) -> dict[str, Any]:
+    async def desired_cluster(self, observed: Observed) -> dict[str, Any]:
         return build_ray_cluster(
             name=observed.cluster_name,
             namespace=observed.namespace,
             owner=self._owner(observed),
             spec=observed.spec,
             settings=self.settings,
+            features=await self.kuberay.get(),
         )
 
     async def _with_fresh_token(
@@ -241,16 +224,16 @@ class Runtime:
             return ClusterView(exists=False)
         refs = obj.get("metadata", {}).get("ownerReferences") or []
         owned = spec.existing_cluster is None and any(r.get("uid") == observed.uid for r in refs)
-        ready, message = _ray_cluster_ready(obj)
-        patch, recreate, problem = None, (), None
-        if not observed.deleting:
-            problem = pod_problem(await clusters.ray_pods(observed.namespace, observed.cluster_name))
+        pods = [] if observed.deleting else await clusters.ray_pods(observed.namespace, observed.cluster_name)
+        ready, message = ray_cluster_ready(obj, await self.kuberay.get(), pods)
+        patch, recreate = None, ()
+        problem = None if observed.deleting else pod_problem(pods)
         if owned and not observed.deleting:
-            desired = self.desired_cluster(observed)
+            desired = await self.desired_cluster(observed)
             patch = in_place_patch(obj, desired)
             recreate = tuple(needs_recreate(obj, desired))
         return ClusterView(exists=True, ready=ready, owned=owned, message=message, patch=patch, recreate=recreate,
-                           image=_head_image(obj), pod_problem=problem)
+                           image=head_image(obj), pod_problem=problem)
 
     def ray(self, observed: Observed, token: Optional[BearerToken]) -> RayJobClient:
         return RayJobClient(
@@ -311,7 +294,7 @@ class Runtime:
     async def _execute_one(self, observed: Observed, action: Any, token: Optional[BearerToken], body: Any) -> None:
         ns = observed.namespace
         if isinstance(action, CreateCluster):
-            await self.kube.create_ray_cluster(ns, self.desired_cluster(observed))
+            await self.kube.create_ray_cluster(ns, await self.desired_cluster(observed))
         elif isinstance(action, PatchCluster):
             await self.kube.patch_ray_cluster(ns, action.name, action.patch)
         elif isinstance(action, DeleteCluster):

@@ -28,7 +28,7 @@ from geneva_operator.handlers import backfill, caches, startup  # noqa: E402
 from geneva_operator.handlers.caches import IndexedClusters, TokenCache  # noqa: E402
 from geneva_operator.handlers.columns import backfill_columns  # noqa: E402
 from geneva_operator.kube import SecretProblem  # noqa: E402
-from geneva_operator.handlers.runtime import Runtime, _ray_cluster_ready, parse_status, spec_of, status_patch  # noqa: E402
+from geneva_operator.handlers.runtime import Runtime, parse_status, spec_of, status_patch  # noqa: E402
 from geneva_operator.rayjobs import LogFollower, RayJobError  # noqa: E402
 from geneva_operator.settings import DEFAULT_RAY_IMAGE, OperatorSettings  # noqa: E402
 
@@ -184,14 +184,14 @@ def test_deletion_holds_the_finalizer_until_our_cluster_is_gone_without_repeatin
 
 
 def test_an_active_reconcile_reads_clusters_from_the_index_and_the_token_once():
-    """Per reconcile of a running backfill: no RayCluster GET, no Secret GET (after the first)."""
+    """Per reconcile of a running backfill: no RayCluster GET, no Secret or CRD GET (after the first)."""
     async def body(fake: FakeRay, url: str, session: aiohttp.ClientSession) -> None:
         h, kube = harness(url, session, fake)
         await h.provision()
         for _ in range(5):
             await h.reconcile()
         assert h.status.job_id in fake.jobs
-        assert kube.calls == ["secret ray-token", "create bf-ray"]
+        assert kube.calls == ["secret ray-token", "crd rayclusters.ray.io", "create bf-ray"]
 
     run(body)
 
@@ -483,21 +483,6 @@ def test_status_patch_sets_changes_and_removes_stale_keys():
 
 def test_parse_status_ignores_unknown_keys():
     assert parse_status({"phase": "Running", "kopf": {"progress": {}}}).phase == "Running"
-
-
-@pytest.mark.parametrize(
-    "obj,ready",
-    [
-        ({"status": {"conditions": [{"type": "HeadPodReady", "status": "True"}]}}, True),
-        ({"status": {"state": "ready", "conditions": [{"type": "HeadPodReady", "status": "False"}]}}, False),
-        ({"status": {"state": "ready"}}, True),
-        ({"status": {}}, False),
-        ({"metadata": {"deletionTimestamp": "x"}, "status": {"state": "ready"}}, False),
-        ({"status": {"conditions": [{"type": "RayClusterReplicaFailure", "status": "True", "reason": "FailedCreateHeadPod"}]}}, False),
-    ],
-)
-def test_ray_cluster_readiness(obj, ready):
-    assert _ray_cluster_ready(obj)[0] is ready
 
 
 class _StopFlag:
