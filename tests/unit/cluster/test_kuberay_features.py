@@ -3,6 +3,7 @@ of the compatibility matrix, and what it then refuses to build."""
 from __future__ import annotations
 
 import copy
+import re
 import sys
 from pathlib import Path
 
@@ -101,3 +102,11 @@ def test_an_unreadable_crd_is_the_oldest_kuberay_and_says_what_to_grant():
     assert problem.reason == "KubeRayUnknown"
     assert "needs KubeRay >= 1.3" in problem.message and "403 Forbidden" in problem.message
     assert "grant it get on it" in problem.message
+
+
+def test_the_readme_supports_exactly_what_the_matrix_runs():
+    readme = (kuberay_crds.REPO / "README.md").read_text()
+    [(low, high, listed)] = re.findall(r"Supported: \*\*KubeRay ([\d.]+)-([\d.]+)\*\*, exactly the\s+versions the "
+                                       r"test matrix runs \(([^)]*)\)", readme)
+    assert (f"v{low}", f"v{high}") == (VERSIONS[0], VERSIONS[-1])
+    assert [f"v{v.strip()}" for v in listed.split(",")] == VERSIONS
