@@ -13,7 +13,8 @@ $(PY):
 install: $(PY)
 	$(PIP) install --quiet -e ".[dev]"
 
-# The one test command (README and .ci/run both call it): every tier, real components. Everything
+# The one test command (README and .ci/run both call it): every tier, real components, the cluster
+# tier against every KubeRay of the matrix (tests/conftest.py). Everything
 # is built first (the pods tier must not share the CPU with builds); the pods tier runs in a
 # pytest of its own, after the others' local Rays and kwok control plane are gone.
 test: install tools images
@@ -42,8 +43,8 @@ crds-check: install
 	$(PY) -m geneva_operator.api.reference check
 
 # Real Kubernetes components (the real node's too, and the kube-apiserver of the oldest Kubernetes
-# the chart claims), CoreDNS, KubeRay, kwok, Helm and the GCS emulator built from their Go modules
-# and cached.
+# the chart claims), CoreDNS, every KubeRay of the compatibility matrix (versions.env KUBERAY_VERSIONS),
+# kwok, Helm and the GCS emulator built from their Go modules and cached.
 tools:
 	bash tests/controlplane/build.sh
 

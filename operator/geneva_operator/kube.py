@@ -9,12 +9,14 @@ through `kopf.event`; of the GenevaBackfill, this module only writes the status 
 patch_backfill_status: kopf's own status patch cannot carry a resourceVersion).
 
 Permissions used here: genevabackfills/status patch; rayclusters.ray.io get/create/patch/delete
-(list/watch: the index in handlers/caches.py); pods list (watch: the Ray pod index); secrets get.
+(list/watch: the index in handlers/caches.py); pods list (watch: the Ray pod index); secrets get;
+get on the one CustomResourceDefinition rayclusters.ray.io (what the installed KubeRay supports).
 """
 from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import logging
 from typing import Any, Optional
 
@@ -36,6 +38,10 @@ RAY_GROUP, RAY_VERSION, RAY_PLURAL = "ray.io", "v1", "rayclusters"
 
 class StatusConflict(Exception):
     """The resource changed since the resourceVersion a status patch was made for (HTTP 409)."""
+
+
+class Unreadable(Exception):
+    """The API server refuses (RBAC) or lacks an object the operator reads for information."""
 
 
 class SecretProblem(Exception):
@@ -71,6 +77,20 @@ class Kube:
     def __init__(self, api_client: client.ApiClient):
         self._custom = client.CustomObjectsApi(api_client)
         self._core = client.CoreV1Api(api_client)
+        self._extensions = client.ApiextensionsV1Api(api_client)
+
+    # -- KubeRay's RayCluster CRD
+
+    async def read_crd(self, name: str) -> dict[str, Any]:
+        """CustomResourceDefinition `name` as a plain dict (the client's models of a 900 kB
+        schema would take seconds to build). Unreadable on 401/403/404."""
+        try:
+            resp = await asyncio.to_thread(self._extensions.read_custom_resource_definition, name, _preload_content=False)
+        except ApiException as e:
+            if e.status in (401, 403, 404):
+                raise Unreadable(f"{e.status} {e.reason}: get customresourcedefinitions/{name}") from None
+            raise
+        return json.loads(resp.data)
 
     # -- RayClusters
 

@@ -73,6 +73,11 @@ class OperatorSettings(ClusterSettings):
         description="How long a Ray token read from its Secret is reused (0: read it at every reconcile). "
         "A token Ray refuses is re-read at once, whatever this says.",
     )
+    kuberay_features_seconds: float = Field(
+        default=60.0, ge=0,
+        description="How long what the installed KubeRay supports, read from its RayCluster CRD, is reused "
+        "(a KubeRay upgrade is seen within this time).",
+    )
     http_timeout_seconds: float = Field(default=10.0, gt=0, description="Timeout of one request to the Ray dashboard.")
     api_threads: int = Field(default=32, ge=1, le=256, description="Threads for Kubernetes API calls (the client is synchronous).")
 

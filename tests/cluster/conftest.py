@@ -7,6 +7,9 @@ from pathlib import Path
 
 import pytest
 
+# The end-to-end fixtures (operator_fixtures.py), for every module of the tier.
+from operator_fixtures import api, crd, e2e_namespace, local_ray, ns_prefix, operator, ray_jobs, table  # noqa: F401
+
 HERE = Path(__file__).resolve().parent
 
 

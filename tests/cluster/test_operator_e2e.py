@@ -18,30 +18,22 @@ import pytest
 
 from tests.controlplane.harness import CPU_LABEL, HEAD_LABEL, KubectlError, wait_until
 
-from operator_fixtures import (  # noqa: F401  (fixtures by import)
+from operator_fixtures import (  # noqa: E402
     FAILING_SOURCE,
     FINALIZER,
     FRAGMENTS,
     REPO,
     ROWS,
     TOKEN_SECRET,
-    api,
     apply,
     backfill_manifest,
     conditions,
-    crd,
-    e2e_namespace,
     example_manifest,
     expected_lengths,
-    local_ray,
-    ns_prefix,
-    operator,
     phase,
-    ray_jobs,
     read_column,
     rows_done,
     slow_udf,
-    table,
 )
 
 NAME = example_manifest()["metadata"]["name"]

@@ -4,6 +4,7 @@
   up      start a control plane with one real node (root; see node.py) in the background
           and print `export KUBECONFIG=...`; a no-op if one is already running there.
           --kwok: kwok nodes instead (pods run nothing; no root needed)
+          --kuberay VERSION: that KubeRay of versions.env KUBERAY_VERSIONS (default the newest)
   down    stop it, remove every trace of its node on the host, remove its state dir
   status  exit 0 and print the kubeconfig path if it is running and ready
   images  build the project's images (tests/imagebuild) and import them into the
@@ -26,6 +27,8 @@ def main(argv: list[str] | None = None) -> int:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("command", choices=["build", "up", "down", "status", "images"])
     ap.add_argument("--kwok", action="store_true", help="up: kwok nodes instead of a real node")
+    ap.add_argument("--kuberay", default=None, metavar="VERSION",
+                    help="up: this KubeRay of versions.env KUBERAY_VERSIONS (default: the newest)")
     ap.add_argument("--state-dir", default=None,
                     help=f"cluster state dir (default: $GENEVA_CLUSTER_STATE or {default_state_dir()})")
     ap.add_argument("components", nargs="*", help="build: components to build (default all)")
@@ -84,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 2
     t0 = time.monotonic()
-    cp = ControlPlane(state_dir, real_node=not args.kwok)
+    cp = ControlPlane(state_dir, real_node=not args.kwok, kuberay_version=args.kuberay)
     try:
         cp.start()
     except Exception as exc:  # noqa: BLE001

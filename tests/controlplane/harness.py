@@ -73,6 +73,13 @@ def read_versions(path: Path = VERSIONS_FILE) -> dict[str, str]:
     return out
 
 
+def kuberay_versions(versions: dict[str, str] | None = None) -> list[str]:
+    """The KubeRay compatibility matrix (versions.env KUBERAY_VERSIONS), oldest first; the last
+    is the default KubeRay of a control plane."""
+    v = versions or read_versions()
+    return [x.strip() for x in v["KUBERAY_VERSIONS"].split(",") if x.strip()]
+
+
 def cache_dir() -> Path:
     return Path(os.environ.get("GENEVA_CACHE", Path.home() / ".cache" / "geneva-operator"))
 
@@ -98,11 +105,13 @@ class Binaries:
     coredns: Path
 
     @classmethod
-    def from_cache(cls, bindir: Path | None = None, versions: dict[str, str] | None = None) -> "Binaries":
+    def from_cache(cls, bindir: Path | None = None, versions: dict[str, str] | None = None,
+                   kuberay_version: str | None = None) -> "Binaries":
+        """The pinned binaries; KubeRay `kuberay_version` (one of KUBERAY_VERSIONS; default the newest)."""
         v = versions or read_versions()
         b = bindir or cache_dir() / "bin"
         k8s = b / f"kubernetes-{v['KUBERNETES_VERSION']}"
-        kuberay = b / f"kuberay-{v['KUBERAY_VERSION']}"
+        kuberay = b / f"kuberay-{kuberay_version or kuberay_versions(v)[-1]}"
         kwok = b / f"kwok-{v['KWOK_VERSION']}"
         node = b / f"kubernetes-node-{v['KUBERNETES_VERSION']}"
         return cls(
@@ -131,11 +140,11 @@ def build(components: Sequence[str] = (), check: bool = True) -> subprocess.Comp
     return subprocess.run(["bash", str(BUILD_SCRIPT), *components], check=check)
 
 
-def ensure_built(real_node: bool = True) -> Binaries:
-    bins = Binaries.from_cache()
+def ensure_built(real_node: bool = True, kuberay_version: str | None = None) -> Binaries:
+    bins = Binaries.from_cache(kuberay_version=kuberay_version)
     if bins.missing(real_node):
         build()
-        bins = Binaries.from_cache()
+        bins = Binaries.from_cache(kuberay_version=kuberay_version)
         if bins.missing(real_node):
             raise RuntimeError(f"build.sh did not produce {bins.missing(real_node)}")
     return bins
@@ -366,12 +375,13 @@ class ControlPlane(Cluster):
     REAL_NODE_LABELS = {HEAD_LABEL: "true", CPU_LABEL: "true"}
 
     def __init__(self, state_dir: Path | str | None = None, binaries: Binaries | None = None,
-                 start_timeout: float = 180, real_node: bool = False):
+                 start_timeout: float = 180, real_node: bool = False, kuberay_version: str | None = None):
         self._own_tmp = state_dir is None
         self.real_node = real_node
         self.state_dir = Path(state_dir) if state_dir else Path(tempfile.mkdtemp(prefix="geneva-cp-"))
         super().__init__(self.state_dir / "admin.kubeconfig")
         self.bins = binaries
+        self.kuberay_version = kuberay_version  # None: the newest of KUBERAY_VERSIONS
         self.start_timeout = start_timeout
         self.procs: dict[str, Proc] = {}
         self.ports: dict[str, int] = {}
@@ -394,6 +404,7 @@ class ControlPlane(Cluster):
             "kubeconfig": str(self.kubeconfig),
             "server": f"https://{self.host_ip}:{self.ports.get('apiserver')}",
             "real_node": self.real_node,
+            "kuberay_version": self.kuberay_version or kuberay_versions()[-1],
             "ports": self.ports,
             "startup_timings_s": getattr(self, "timings", {}),
             "processes": [
@@ -409,7 +420,7 @@ class ControlPlane(Cluster):
     def attach(cls, state_dir: Path | str) -> "ControlPlane":
         """Re-open a control plane started earlier (e.g. by ``up``) from its state file."""
         state = json.loads((Path(state_dir) / STATE_FILE).read_text())
-        cp = cls(state_dir, real_node=state.get("real_node", False))
+        cp = cls(state_dir, real_node=state.get("real_node", False), kuberay_version=state.get("kuberay_version"))
         cp.ports = state["ports"]
         cp.procs = {p["name"]: Proc(**p) for p in state["processes"]}
         return cp
@@ -418,7 +429,7 @@ class ControlPlane(Cluster):
     def start(self) -> "ControlPlane":
         t0 = time.monotonic()
         if self.bins is None:
-            self.bins = ensure_built(self.real_node)
+            self.bins = ensure_built(self.real_node, self.kuberay_version)
         missing = self._missing_binaries()
         if missing:
             raise RuntimeError(f"missing binaries {missing}; run tests/controlplane/build.sh")

@@ -33,7 +33,8 @@ NAMESPACED_RULES = {
     ("", "secrets"): {"get"},
 }
 CLUSTER_RULES = {
-    ("apiextensions.k8s.io", "customresourcedefinitions"): {"list", "watch"},
+    # list/watch: kopf's; get: the KubeRay CRD only (test_rbac_kuberay_crd_read_is_that_one_crd)
+    ("apiextensions.k8s.io", "customresourcedefinitions"): {"get", "list", "watch"},
     ("", "namespaces"): {"list", "watch"},
 }
 PEERING_VERBS = {"get", "list", "watch", "patch"}
@@ -248,6 +249,25 @@ def test_rbac_namespaced_mode(helm):
     # the runner ServiceAccount follows the watched namespaces
     runners = [sa for sa in by_kind(docs, "ServiceAccount") if sa["metadata"]["name"] == "geneva-ray-runner"]
     assert sorted(sa["metadata"]["namespace"] for sa in runners) == ["team-a", "team-b"]
+
+
+KUBERAY_CRD_RULE = {"apiGroups": ["apiextensions.k8s.io"], "resources": ["customresourcedefinitions"],
+                    "resourceNames": ["rayclusters.ray.io"], "verbs": ["get"]}
+
+
+def test_rbac_kuberay_crd_read_is_that_one_crd(helm):
+    """The operator reads what KubeRay supports from rayclusters.ray.io: get on that CRD, by name."""
+    rules = one(helm.template(), "ClusterRole", f"{FULLNAME}-cluster")["rules"]
+    assert KUBERAY_CRD_RULE in rules
+    assert [r for r in rules if "get" in r["verbs"] and "customresourcedefinitions" in r["resources"]] == [KUBERAY_CRD_RULE]
+    # namespaced scope: nothing cluster-scoped unless the one CRD read is opted into
+    base = ("rbac.scope=namespaced", "watchNamespaces={team-a}")
+    assert not by_kind(helm.template(*base), "ClusterRole")
+    docs = helm.template(*base, "rbac.kubeRayCRDReader=true")
+    assert one(docs, "ClusterRole", f"{FULLNAME}-kuberay-crd")["rules"] == [KUBERAY_CRD_RULE]
+    [crb] = by_kind(docs, "ClusterRoleBinding")
+    assert crb["roleRef"]["name"] == f"{FULLNAME}-kuberay-crd"
+    assert crb["subjects"] == [{"kind": "ServiceAccount", "name": FULLNAME, "namespace": NAMESPACE}]
 
 
 def test_rbac_secrets_restricted_and_disabled(helm):

@@ -72,7 +72,7 @@ EXPECTED_IN_WATCHED = [
 
 
 @pytest.mark.parametrize("scope", ["cluster", "namespaced"])
-def test_install_and_run_under_chart_rbac(control_plane, helm_bin, tmp_path, scope):
+def test_install_and_run_under_chart_rbac(control_plane, helm_bin, tmp_path, scope, kuberay_version):
     suffix = uuid.uuid4().hex[:6]
     release, rel_ns, watched, other = f"gop-{suffix}", f"geneva-sys-{suffix}", f"gbf-{suffix}", f"other-{suffix}"
     kc = control_plane.kubectl
@@ -182,13 +182,18 @@ def test_install_and_run_under_chart_rbac(control_plane, helm_bin, tmp_path, sco
 
         # No request of the operator was refused, except, in namespaced mode, kopf's cluster-wide
         # discovery (it lists namespaces and watches CRDs, then falls back to the given
-        # namespaces): refusing those is the point of that mode.
+        # namespaces) and the KubeRay CRD read (the operator then assumes the oldest KubeRay):
+        # refusing those is the point of that mode.
         expected = ('cannot list resource \\"namespaces\\"', 'cannot list resource \\"customresourcedefinitions\\"',
-                    'cannot watch resource \\"customresourcedefinitions\\"')
-        refused = [line for line in log_path.read_text().splitlines()
-                   if "forbidden" in line.lower()]  # every 403 Status says Forbidden
+                    'cannot watch resource \\"customresourcedefinitions\\"',
+                    "KubeRay unknown (403 Forbidden: get customresourcedefinitions/rayclusters.ray.io)")
+        log = log_path.read_text()
+        refused = [line for line in log.splitlines() if "forbidden" in line.lower()]  # every 403 Status says Forbidden
         if scope == "namespaced":
             refused = [line for line in refused if not any(e in line for e in expected)]
+            assert "installed KubeRay: KubeRay unknown (403 Forbidden" in log
+        elif kuberay_version:  # the chart's get on customresourcedefinitions/rayclusters.ray.io
+            assert f"installed KubeRay: KubeRay >= {kuberay_version.lstrip('v').rsplit('.', 1)[0]} (RayCluster CRD)" in log
         assert not refused, "\n".join(refused[:5])
     finally:
         if operator is not None and operator.poll() is None:

@@ -172,6 +172,7 @@ Cluster-scoped reads kopf makes (scope cluster only):
 - apiGroups: ["apiextensions.k8s.io"]
   resources: ["customresourcedefinitions"]
   verbs: ["list", "watch"]
+{{ include "geneva.kubeRayCRDRule" . }}
 - apiGroups: [""]
   resources: ["namespaces"]
   verbs: ["list", "watch"]
@@ -180,6 +181,14 @@ Cluster-scoped reads kopf makes (scope cluster only):
   resources: ["clusterkopfpeerings"]
   verbs: ["get", "list", "watch", "patch"]
 {{- end }}
+{{- end }}
+
+{{/* What the installed KubeRay supports is read from its RayCluster CRD (get, that one only). */}}
+{{- define "geneva.kubeRayCRDRule" -}}
+- apiGroups: ["apiextensions.k8s.io"]
+  resources: ["customresourcedefinitions"]
+  resourceNames: ["rayclusters.ray.io"]
+  verbs: ["get"]
 {{- end }}
 
 {{/* Selector of the Ray pods the NetworkPolicies apply to. */}}

@@ -91,9 +91,18 @@ class WorkerGroup(_Model):
     )
 
 
+class AutoscalerVersion(str, Enum):
+    v1 = "v1"
+    v2 = "v2"
+
+
 class Autoscaling(_Model):
     enabled: bool = Field(default=False, description="Run the Ray autoscaler: worker groups scale between minReplicas and maxReplicas.")
     idle_timeout_seconds: int = Field(default=60, ge=0, description="Seconds an idle worker lives before the autoscaler removes it.")
+    version: AutoscalerVersion = Field(
+        default=AutoscalerVersion.v1,
+        description="v1, or v2 (Ray's autoscaler v2; needs KubeRay >= 1.4, whose autoscalerOptions.version selects it).",
+    )
 
 
 class GcsFaultTolerance(_Model):

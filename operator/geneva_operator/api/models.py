@@ -15,7 +15,7 @@ from pydantic import Field, field_validator
 from .arrow_types import ArrowTypeError, parse_arrow_type
 from .base import DNS_LABEL_PATTERN, QUANTITY_PATTERN, Rule, _Model  # noqa: F401  (re-exported)
 from .cluster_spec import (  # noqa: F401  (re-exported: one import for the whole spec)
-    MAX_WORKER_GROUPS, Autoscaling, ClusterSpec, EnvFromSource, ExistingCluster, GcsFaultTolerance, HeadSpec,
+    MAX_WORKER_GROUPS, AutoscalerVersion, Autoscaling, ClusterSpec, EnvFromSource, ExistingCluster, GcsFaultTolerance, HeadSpec,
     LocalObjectReference, SecretKeyRef, Toleration, WorkerGroup, WorkerType,
 )
 

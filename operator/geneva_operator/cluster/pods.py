@@ -81,7 +81,7 @@ def pod_problem(pods: Iterable[Mapping[str, Any]]) -> Optional[PodProblem]:
         groups.setdefault((worker, labels.get(GROUP_LABEL, "")), []).append(pod)
     problems = []
     for (worker, group), members in sorted(groups.items()):
-        if any(_ready(p) for p in members):
+        if any(pod_ready(p) for p in members):
             continue
         for pod in sorted(members, key=lambda p: (p.get("metadata") or {}).get("name") or ""):
             found = _image_problem(pod, worker, group) or _scheduling_problem(pod, worker, group)
@@ -96,7 +96,7 @@ def _who(pod: Mapping[str, Any], worker: bool, group: str) -> str:
     return f"worker group {group} (pod {name})" if worker else f"head pod {name}"
 
 
-def _ready(pod: Mapping[str, Any]) -> bool:
+def pod_ready(pod: Mapping[str, Any]) -> bool:
     return any(c.get("type") == "Ready" and c.get("status") == "True" for c in _conditions(pod))
 
 

@@ -1,9 +1,12 @@
 """The KubeRay RayCluster (ray.io/v1) a GenevaBackfill runs on: a pure function of its spec.
 
-Targets KubeRay >= 1.3 (gcsFaultToleranceOptions) and Ray >= 2.52 (token authentication).
-Token auth uses the Secret the spec names rather than KubeRay's `authOptions` (KubeRay >= 1.5),
-which generates a token of its own: ours is known before the cluster exists, the operator
-reads it to call the Job API, and the same Secret works for an `existingCluster`.
+Targets KubeRay >= 1.1 and Ray >= 2.52 (token authentication). What only newer KubeRay
+knows (gcsFaultToleranceOptions from 1.3, autoscalerOptions.version from 1.4) is emitted only
+when the spec asks for it, and only to a KubeRay whose CRD has it (kuberay_features.py): the
+API server would silently prune it otherwise. Token auth uses the Secret the spec names rather
+than KubeRay's `authOptions` (KubeRay >= 1.5), which generates a token of its own: ours is
+known before the cluster exists, the operator reads it to call the Job API, the same Secret
+works for an `existingCluster`, and it is plain pod env, so it works on every KubeRay.
 """
 from __future__ import annotations
 
@@ -12,6 +15,7 @@ from typing import Any, Optional
 
 from ..api.models import (
     CPU_NODE_LABEL,
+    AutoscalerVersion,
     GPU_NODE_LABEL,
     HEAD_NODE_LABEL,
     BackfillSpec,
@@ -21,6 +25,7 @@ from ..api.models import (
     WorkerType,
 )
 from ..settings import ClusterSettings
+from .kuberay_features import KubeRayFeatures, unsupported
 from .names import BACKFILL_LABEL, MANAGED_BY, MANAGED_BY_LABEL, SPEC_HASH_ANNOTATION, label_value
 from .update import spec_hash
 
@@ -181,13 +186,23 @@ def _owner_reference(owner: dict) -> dict[str, Any]:
     return {**{k: owner[k] for k in _OWNER_KEYS}, "controller": True, "blockOwnerDeletion": True}
 
 
+class UnsupportedByKubeRay(ValueError):
+    """The spec asks for something the installed KubeRay does not have (kuberay_features.unsupported)."""
+
+
 def build_ray_cluster(
-    *, name: str, namespace: str, owner: dict, spec: BackfillSpec, settings: Optional[ClusterSettings] = None
+    *, name: str, namespace: str, owner: dict, spec: BackfillSpec, settings: Optional[ClusterSettings] = None,
+    features: Optional[KubeRayFeatures] = None,
 ) -> dict[str, Any]:
     """The RayCluster `name` for the backfill `owner` ({apiVersion, kind, name, uid}), which it
-    controls: Kubernetes deletes the cluster with the backfill."""
+    controls: Kubernetes deletes the cluster with the backfill. `features`: the installed
+    KubeRay's (None: every feature this module knows)."""
     if spec.cluster is None:
         raise ValueError("spec.cluster is not set: the backfill runs on spec.existingCluster")
+    if features is not None:
+        problem = unsupported(spec, features)
+        if problem is not None:
+            raise UnsupportedByKubeRay(f"{problem.requirement.field}: {problem.message}")
     settings = settings or ClusterSettings()
     cluster = spec.cluster
     ours = {MANAGED_BY_LABEL: MANAGED_BY, BACKFILL_LABEL: label_value(owner.get("name", name))}
@@ -202,6 +217,10 @@ def build_ray_cluster(
     }
     if cluster.autoscaling.enabled:
         autoscaler: dict[str, Any] = {"idleTimeoutSeconds": cluster.autoscaling.idle_timeout_seconds, "upscalingMode": "Default"}
+        if cluster.autoscaling.version == AutoscalerVersion.v2:
+            # Only v2 is written: v1 is what every KubeRay runs without the field, so a KubeRay
+            # upgrade never turns an unchanged spec into a different cluster (spec hash).
+            autoscaler["version"] = AutoscalerVersion.v2.value
         if auth_env:
             # The autoscaler sidecar talks to the GCS too; KubeRay only gives it the token it manages itself.
             autoscaler["env"] = copy.deepcopy(auth_env)

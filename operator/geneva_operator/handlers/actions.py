@@ -45,7 +45,7 @@ async def execute(rt: "Runtime", observed: Observed, decision: Decision, token: 
 async def _execute_one(rt: "Runtime", observed: Observed, action: Any, token: Optional[BearerToken], body: Any) -> None:
     ns = observed.namespace
     if isinstance(action, CreateCluster):
-        await rt.kube.create_ray_cluster(ns, rt.desired_cluster(observed))
+        await rt.kube.create_ray_cluster(ns, await rt.desired_cluster(observed))
     elif isinstance(action, PatchCluster):
         await rt.kube.patch_ray_cluster(ns, action.name, action.patch)
     elif isinstance(action, DeleteCluster):

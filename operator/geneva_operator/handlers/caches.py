@@ -17,19 +17,28 @@ status lag. Both are now read from memory:
   refuses is re-read before the refusal counts (see Runtime._with_fresh_token), so a rotated
   Secret cannot fail a backfill on a stale copy.
 
-Losing either (an operator restart) changes nothing but the number of requests: the
-outcome depends only on the resource, the RayCluster and Ray.
+* What the installed KubeRay supports (cluster/kuberay_features.py) is read from its
+  RayCluster CRD at most every `kuberay_features_seconds`, and only while a reconcile needs
+  it: a KubeRay upgraded (or downgraded) under a running operator is seen within that time.
+
+Losing any of them (an operator restart) changes nothing but the number of requests: the
+outcome depends only on the resource, the RayCluster, its CRD and Ray.
 """
 from __future__ import annotations
 
+import asyncio
 import copy
+import logging
 import time
 from typing import Any, Awaitable, Callable, Mapping, Optional
 
 import kopf
 
+from ..cluster.kuberay_features import CRD_NAME, KubeRayFeatures, features_from_crd, unreadable
 from ..cluster.pods import CLUSTER_LABEL, slim_pod
-from ..kube import RAY_GROUP, RAY_PLURAL, RAY_VERSION
+from ..kube import RAY_GROUP, RAY_PLURAL, RAY_VERSION, Unreadable
+
+logger = logging.getLogger(__name__)
 
 
 @kopf.index(RAY_GROUP, RAY_VERSION, RAY_PLURAL)
@@ -101,3 +110,38 @@ class TokenCache:
 
     def __len__(self) -> int:
         return len(self._values)
+
+
+class KubeRayFeaturesCache:
+    """The installed KubeRay's features, from `read(CRD_NAME)` at most once every `ttl` seconds.
+    A CRD the operator may not read is the oldest supported KubeRay's features (kept for `ttl`
+    too: a grant is seen then); a transient failure keeps the last features, or raises when
+    there are none yet (the reconcile is retried)."""
+
+    def __init__(self, read: Callable[[str], Awaitable[Mapping[str, Any]]], ttl: float,
+                 clock: Callable[[], float] = time.monotonic):
+        self._read, self._ttl, self._clock = read, ttl, clock
+        self._features: Optional[KubeRayFeatures] = None
+        self._expires = float("-inf")
+        self._lock = asyncio.Lock()
+
+    async def get(self) -> KubeRayFeatures:
+        if self._features is not None and self._clock() < self._expires:
+            return self._features
+        async with self._lock:  # one read for every reconcile waiting on it
+            if self._features is not None and self._clock() < self._expires:
+                return self._features
+            try:
+                features = features_from_crd(await self._read(CRD_NAME))
+            except Unreadable as e:
+                features = unreadable(str(e))
+            except Exception:
+                if self._features is None:
+                    raise
+                logger.warning("could not re-read CustomResourceDefinition %s; keeping %s", CRD_NAME,
+                               self._features.describe(), exc_info=True)
+                features = self._features
+            if features != self._features:
+                logger.info("installed KubeRay: %s", features.describe())
+            self._features, self._expires = features, self._clock() + self._ttl
+            return features

@@ -17,14 +17,16 @@ from .. import lifecycle
 from ..api.job_contract import last_report
 from ..api.models import GROUP, KIND, VERSION, BackfillSpec
 from ..cluster import build_ray_cluster, dashboard_url, in_place_patch, needs_recreate, ray_cluster_name
+from ..cluster.kuberay_features import unsupported
 from ..cluster.pods import pod_problem
 from ..cluster.readiness import head_image, ray_cluster_ready
 from ..kube import Kube
 from ..api.models import ActionError
-from ..lifecycle import ClusterView, ColumnHeld, Decision, JobUnknown, JobView, Observed, RayAuthRefused
+from ..lifecycle import ClusterView, ColumnHeld, Decision, JobUnknown, JobView, Observed, RayAuthRefused, kuberay_problem
 from ..rayjobs import BearerToken, LogFollower, RayJobClient, RayJobError, RayUnauthorized
 from ..settings import OperatorSettings
 from . import actions
+from .caches import KubeRayFeaturesCache
 from .tokens import RayTokens
 from .status import parse_status, spec_of
 
@@ -46,6 +48,7 @@ class Runtime:
         self.kube = kube
         self.session = session
         self.tokens = RayTokens(kube.read_secret_key, settings)
+        self.kuberay = KubeRayFeaturesCache(kube.read_crd, settings.kuberay_features_seconds)
         self.post_event = kopf.event  # replaceable in tests (kopf.event needs a running operator)
 
     # -- observe
@@ -89,6 +92,8 @@ class Runtime:
             token, missing = await self.tokens.get(observed.namespace, spec)
             if missing is not None and not deleting:
                 observed = replace(observed, secret=missing)
+        if spec is not None and needs.inputs and not deleting:
+            observed = replace(observed, kuberay=kuberay_problem(unsupported(spec, await self.kuberay.get())))
         if needs.cluster and spec is not None:
             cluster = await self._observe_cluster(observed, spec, clusters or self.kube)
         else:
@@ -113,13 +118,14 @@ class Runtime:
     def _owner(self, observed: Observed) -> dict[str, Any]:
         return {"apiVersion": f"{GROUP}/{VERSION}", "kind": KIND, "name": observed.name, "uid": observed.uid}
 
-    def desired_cluster(self, observed: Observed) -> dict[str, Any]:
+    async def desired_cluster(self, observed: Observed) -> dict[str, Any]:
         return build_ray_cluster(
             name=observed.cluster_name,
             namespace=observed.namespace,
             owner=self._owner(observed),
             spec=observed.spec,
             settings=self.settings,
+            features=await self.kuberay.get(),
         )
 
     async def _observe_cluster(self, observed: Observed, spec: BackfillSpec, clusters: ClusterReader) -> ClusterView:
@@ -129,12 +135,13 @@ class Runtime:
         refs = obj.get("metadata", {}).get("ownerReferences") or []
         owned = spec.existing_cluster is None and any(r.get("uid") == observed.uid for r in refs)
         deleting = bool(obj.get("metadata", {}).get("deletionTimestamp"))
-        ready, message = ray_cluster_ready(obj)
-        patch, recreate, problem = None, (), None
-        if not observed.deleting:
-            problem = pod_problem(await clusters.ray_pods(observed.namespace, observed.cluster_name))
-        if owned and not observed.deleting:
-            desired = self.desired_cluster(observed)
+        pods = [] if observed.deleting else await clusters.ray_pods(observed.namespace, observed.cluster_name)
+        ready, message = ray_cluster_ready(obj, await self.kuberay.get(), pods)
+        patch, recreate = None, ()
+        problem = None if observed.deleting else pod_problem(pods)
+        # A spec this KubeRay cannot serve has no desired cluster (the backfill fails on it).
+        if owned and not observed.deleting and observed.kuberay is None:
+            desired = await self.desired_cluster(observed)
             patch = in_place_patch(obj, desired)
             recreate = tuple(needs_recreate(obj, desired))
         return ClusterView(exists=True, ready=ready, owned=owned, deleting=deleting, message=message, patch=patch,

@@ -72,6 +72,8 @@ from .facts import (
     ExistingClusterMissing,
     JobUnknown,
     JobView,
+    KubeRayTooOld,
+    KubeRayUnknown,
     Needs,
     Observed,
     Problem,
@@ -79,6 +81,7 @@ from .facts import (
     SecretMissing,
     SpecInvalid,
     blocking,
+    kuberay_problem,
 )
 from .machine import STEPS, decide, follows_job, needs, new_run_needed, polls, state_of, waits_for_cleanup
 from .step import (

@@ -13,6 +13,7 @@ from typing import Any, Optional, Union
 
 from ..api.job_contract import ProgressReport, RayJobState
 from ..api.models import ActionError, BackfillSpec, BackfillStatus
+from ..cluster.kuberay_features import Unsupported
 from ..cluster.pods import PodProblem
 
 
@@ -133,7 +134,37 @@ class ExistingClusterMissing:
         return f"RayCluster {self.name} not found in namespace {self.namespace}"
 
 
-Problem = Union[SpecInvalid, SecretMissing, ColumnHeld, RayAuthRefused, ActionRefused, ExistingClusterMissing]
+@dataclass(frozen=True)
+class KubeRayTooOld:
+    """The spec asks for a RayCluster field the installed KubeRay's CRD lacks
+    (cluster/kuberay_features.py): an edit or a KubeRay upgrade is the way out."""
+
+    field: str
+    message: str
+    reason = "KubeRayTooOld"
+    may_clear = False
+
+
+@dataclass(frozen=True)
+class KubeRayUnknown:
+    """The spec asks for a field only some KubeRay releases have, and the operator may not
+    read KubeRay's CRD to tell (RBAC): the message says what to grant."""
+
+    field: str
+    message: str
+    reason = "KubeRayUnknown"
+    may_clear = False
+
+
+def kuberay_problem(u: Optional[Unsupported]) -> Optional[Union[KubeRayTooOld, KubeRayUnknown]]:
+    if u is None:
+        return None
+    kind = KubeRayUnknown if u.reason == KubeRayUnknown.reason else KubeRayTooOld
+    return kind(u.requirement.field, u.message)
+
+
+Problem = Union[SpecInvalid, KubeRayTooOld, KubeRayUnknown, SecretMissing, ColumnHeld, RayAuthRefused, ActionRefused,
+                ExistingClusterMissing]
 
 
 @dataclass(frozen=True)
@@ -152,18 +183,20 @@ class Observed:
     job: Optional[JobView] = None  # the job named by status.jobId, if observed
     default_image: Optional[str] = None  # the operator's, for spec.cluster.image unset
     spec_error: Optional[SpecInvalid] = None
+    kuberay: Optional[Union[KubeRayTooOld, KubeRayUnknown]] = None  # what of the spec the installed KubeRay lacks
     secret: Optional[SecretMissing] = None
     column: Optional[ColumnHeld] = None
     ray_auth: Optional[RayAuthRefused] = None
 
 
 def blocking(o: Observed, status: BackfillStatus) -> Optional[Problem]:
-    """The problem that governs this reconcile, in rank order: a spec or an earlier action
-    that needs an edit, then the token (no Ray call works without it), then the column
-    (the other backfill may end, but our own inputs must be there first). `status`: the one
-    being decided (a new run forgets the last run's refused action)."""
+    """The problem that governs this reconcile, in rank order: a spec (invalid, or more than
+    the installed KubeRay serves) or an earlier action that needs an edit, then the token (no
+    Ray call works without it), then the column (the other backfill may end, but our own
+    inputs must be there first). `status`: the one being decided (a new run forgets the last
+    run's refused action)."""
     refused = ActionRefused(status.last_action_error) if status.last_action_error is not None else None
-    for problem in (o.spec_error, refused, o.secret, o.ray_auth, o.column):
+    for problem in (o.spec_error, o.kuberay, refused, o.secret, o.ray_auth, o.column):
         if problem is not None:
             return problem
     return None

@@ -1,4 +1,6 @@
-"""Built RayClusters against KubeRay's own RayCluster CRD schema (the version tier 3 runs).
+"""Built RayClusters against KubeRay's own RayCluster CRD schema, of every version the
+compatibility matrix runs (tests/controlplane/versions.env KUBERAY_VERSIONS), each built with
+the features the operator reads from that very CRD.
 
 Unknown fields are errors here although the API server would silently prune them: a field
 KubeRay does not know is a builder bug that would otherwise only show as a missing setting.
@@ -6,41 +8,21 @@ KubeRay does not know is a builder bug that would otherwise only show as a missi
 from __future__ import annotations
 
 import copy
-import json
-import shutil
-import subprocess
+import sys
 from pathlib import Path
 
 import jsonschema
 import pytest
-import yaml
 
-from geneva_operator.api.models import BackfillSpec
-from geneva_operator.cluster import build_ray_cluster, ray_cluster_name
+sys.path.insert(0, str(Path(__file__).parents[1]))
+import kuberay_crds  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[3]
-MODULE = "github.com/ray-project/kuberay/ray-operator"
-CRD_IN_MODULE = "config/crd/bases/ray.io_rayclusters.yaml"
+from geneva_operator.api.models import BackfillSpec  # noqa: E402
+from geneva_operator.cluster import build_ray_cluster, ray_cluster_name  # noqa: E402
+from geneva_operator.cluster.kuberay_features import KubeRayFeatures, features_from_crd, requirements  # noqa: E402
+from geneva_operator.cluster.raycluster import UnsupportedByKubeRay  # noqa: E402
 
-
-def kuberay_version() -> str:
-    for line in (REPO / "tests/controlplane/versions.env").read_text().splitlines():
-        if line.startswith("KUBERAY_VERSION="):
-            return line.split("=", 1)[1].strip()
-    raise AssertionError("KUBERAY_VERSION missing from tests/controlplane/versions.env")
-
-
-def kuberay_crd_file() -> Path:
-    go = shutil.which("go")
-    assert go, "the Go toolchain is needed to fetch KubeRay's CRD (go mod download)"
-    module = f"{MODULE}@{kuberay_version()}"
-    cache = subprocess.run([go, "env", "GOMODCACHE"], capture_output=True, text=True, check=True).stdout.strip()
-    path = Path(cache) / module / CRD_IN_MODULE
-    if not path.is_file():
-        done = subprocess.run([go, "mod", "download", "-json", module], capture_output=True, text=True, timeout=600)
-        assert done.returncode == 0, done.stdout + done.stderr
-        path = Path(json.loads(done.stdout)["Dir"]) / CRD_IN_MODULE
-    return path
+VERSIONS = kuberay_crds.kuberay_versions()
 
 
 def strict(node):
@@ -55,12 +37,12 @@ def strict(node):
     return node
 
 
-@pytest.fixture(scope="module")
-def validator() -> jsonschema.Validator:
-    # 900 kB of YAML: the C loader takes seconds where the pure-Python one takes a minute.
-    crd = yaml.load(kuberay_crd_file().read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
-    [version] = [v for v in crd["spec"]["versions"] if v["name"] == "v1"]
-    return jsonschema.Draft7Validator(strict(version["schema"]["openAPIV3Schema"]))
+@pytest.fixture(scope="module", params=VERSIONS)
+def kuberay(request) -> tuple[str, jsonschema.Validator, KubeRayFeatures]:
+    """(version, a strict validator of its RayCluster v1 schema, the features read from its CRD)."""
+    version = request.param
+    validator = jsonschema.Draft7Validator(strict(kuberay_crds.v1_schema(version)))
+    return version, validator, features_from_crd(kuberay_crds.crd(version))
 
 
 def everything_on() -> BackfillSpec:
@@ -99,20 +81,59 @@ def errors(validator, manifest) -> list[str]:
     return [f"{'.'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(manifest)]
 
 
-def test_a_cluster_with_every_option_matches_kuberays_schema(validator):
-    manifest = build_ray_cluster(name=ray_cluster_name("b"), namespace="n", owner=OWNER, spec=everything_on())
-    assert errors(validator, manifest) == []
+def supported_by(features: KubeRayFeatures, spec: BackfillSpec) -> BackfillSpec:
+    """`spec` without what `features` lacks (what a user of that KubeRay could ask for)."""
+    wire = spec.to_wire()
+    for req in requirements(spec):
+        if not getattr(features, req.feature):
+            node = wire
+            *path, last = req.field.split(".")[1:]
+            for key in path:
+                node = node[key]
+            node.pop(last)
+    return BackfillSpec.model_validate(wire)
 
 
-def test_a_minimal_cluster_matches_kuberays_schema(validator):
+def everything_v2() -> BackfillSpec:
+    wire = everything_on().to_wire()
+    wire["cluster"]["autoscaling"]["version"] = "v2"
+    return BackfillSpec.model_validate(wire)
+
+
+def test_a_cluster_with_every_option_that_kuberay_has_matches_its_schema(kuberay):
+    version, validator, features = kuberay
+    spec = supported_by(features, everything_v2())
+    manifest = build_ray_cluster(name=ray_cluster_name("b"), namespace="n", owner=OWNER, spec=spec, features=features)
+    assert errors(validator, manifest) == [], version
+
+
+def test_a_minimal_cluster_matches_kuberays_schema(kuberay):
+    version, validator, features = kuberay
     spec = BackfillSpec.model_validate(
         {"table": {"uri": "/db", "name": "t"}, "column": "c", "udf": {"function": "m:f", "inputColumns": ["a"], "outputType": "int32"}, "cluster": {}}
     )
-    assert errors(validator, build_ray_cluster(name="b-ray", namespace="n", owner=OWNER, spec=spec)) == []
+    assert errors(validator, build_ray_cluster(name="b-ray", namespace="n", owner=OWNER, spec=spec, features=features)) == [], version
 
 
-def test_the_check_catches_a_field_kuberay_does_not_know(validator):
-    manifest = build_ray_cluster(name="b-ray", namespace="n", owner=OWNER, spec=everything_on())
+def test_what_kuberay_lacks_is_refused_not_built(kuberay):
+    version, validator, features = kuberay
+    lacking = [r for r in requirements(everything_v2()) if not getattr(features, r.feature)]
+    if not lacking:
+        assert errors(validator, build_ray_cluster(name="b-ray", namespace="n", owner=OWNER, spec=everything_v2(),
+                                                   features=features)) == []
+        return
+    with pytest.raises(UnsupportedByKubeRay, match=lacking[0].field.replace(".", r"\.")):
+        build_ray_cluster(name="b-ray", namespace="n", owner=OWNER, spec=everything_v2(), features=features)
+    # and what the builder would have written is indeed unknown to that KubeRay
+    unchecked = build_ray_cluster(name="b-ray", namespace="n", owner=OWNER, spec=everything_v2())
+    found = errors(validator, unchecked)
+    assert found and all(any(r.crd_field.split(".")[-1] in e for e in found) for r in lacking), found
+
+
+def test_the_check_catches_a_field_kuberay_does_not_know(kuberay):
+    _, validator, features = kuberay
+    manifest = build_ray_cluster(name="b-ray", namespace="n", owner=OWNER, spec=supported_by(features, everything_on()),
+                                 features=features)
     broken = copy.deepcopy(manifest)
     broken["spec"]["headGroupSpec"]["template"]["spec"]["nodeSelectr"] = {}
     broken["spec"]["autoscalerOptions"]["idleTimeout"] = 1

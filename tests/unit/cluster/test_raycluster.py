@@ -12,6 +12,8 @@ import geneva_operator
 
 from geneva_operator.api.models import BackfillSpec
 from geneva_operator.cluster import SPEC_HASH_ANNOTATION, build_ray_cluster, token_secret_ref
+from geneva_operator.cluster.kuberay_features import KubeRayFeatures
+from geneva_operator.cluster.raycluster import UnsupportedByKubeRay
 from geneva_operator.settings import DEFAULT_RAY_IMAGE, ClusterSettings
 
 REPO = Path(__file__).resolve().parents[3]
@@ -242,6 +244,25 @@ def test_autoscaling_enables_kuberays_autoscaler_with_the_idle_timeout():
     rc = build(autoscaling={"enabled": True, "idleTimeoutSeconds": 300})
     assert rc["spec"]["enableInTreeAutoscaling"] is True
     assert rc["spec"]["autoscalerOptions"] == {"idleTimeoutSeconds": 300, "upscalingMode": "Default"}
+
+
+def test_autoscaler_v2_is_written_only_when_asked_so_a_kuberay_upgrade_changes_no_cluster():
+    v2 = build(autoscaling={"enabled": True, "version": "v2"})
+    assert v2["spec"]["autoscalerOptions"]["version"] == "v2"
+    # v1 is what every KubeRay runs without the field: never written, the same cluster (and
+    # spec hash) on KubeRay 1.1 as on 1.6
+    v1 = build(autoscaling={"enabled": True, "version": "v1"})
+    assert "version" not in v1["spec"]["autoscalerOptions"]
+    assert v1 == build(autoscaling={"enabled": True})
+
+
+def test_what_the_installed_kuberay_lacks_is_refused_naming_the_field():
+    old = KubeRayFeatures(status_conditions=True, version="1.2")
+    with pytest.raises(UnsupportedByKubeRay, match=r"^spec\.cluster\.gcsFaultTolerance: needs KubeRay >= 1\.3"):
+        build_ray_cluster(name="embed-ray", namespace="geneva", owner=OWNER, features=old,
+                          spec=make_spec(gcsFaultTolerance={"redisAddress": "redis:6379"}))
+    # what it has is built as for the newest
+    assert build_ray_cluster(name="embed-ray", namespace="geneva", owner=OWNER, spec=make_spec(), features=old) == build()
 
 
 def test_gcs_fault_tolerance_uses_redis_with_the_password_from_a_secret():

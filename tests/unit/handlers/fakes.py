@@ -8,7 +8,7 @@ from typing import Any, Awaitable, Callable, Optional
 
 from aiohttp import web
 
-from geneva_operator.kube import SecretProblem, StatusConflict
+from geneva_operator.kube import SecretProblem, StatusConflict, Unreadable
 
 TOKEN = "s3cr3t-t0ken-value-0123456789"
 
@@ -94,6 +94,27 @@ class FakeRay:
         return ws
 
 
+def ray_cluster_crd(*fields: str) -> dict[str, Any]:
+    """A rayclusters.ray.io CRD whose v1 schema has just these dotted fields (e.g.
+    "spec.gcsFaultToleranceOptions"): the shape KubeRay's CRDs have, without their 900 kB."""
+    schema: dict[str, Any] = {"type": "object", "properties": {"spec": {"type": "object", "properties": {}},
+                                                               "status": {"type": "object", "properties": {}}}}
+    for field in fields:
+        node = schema
+        for key in field.split("."):
+            node = node.setdefault("properties", {}).setdefault(key, {"type": "object"})
+    return {"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+            "metadata": {"name": "rayclusters.ray.io"},
+            "spec": {"group": "ray.io", "versions": [{"name": "v1", "served": True, "storage": True,
+                                                      "schema": {"openAPIV3Schema": schema}}]}}
+
+
+# KubeRay 1.6's markers (cluster/kuberay_features.py), and 1.1's: none.
+NEWEST_CRD = ray_cluster_crd("status.conditions", "spec.gcsFaultToleranceOptions", "spec.autoscalerOptions.version",
+                             "spec.authOptions", "spec.upgradeStrategy")
+OLDEST_CRD = ray_cluster_crd()
+
+
 class FakeKube:
     """Same contract as geneva_operator.kube.Kube (404 -> None/False, 409 -> get)."""
 
@@ -106,6 +127,7 @@ class FakeKube:
         self.pods: dict[tuple[str, str], list[dict[str, Any]]] = {}  # (namespace, cluster) -> pods
         self.calls: list[str] = []
         self.slow_delete = False  # a delete only marks the cluster (KubeRay removing its pods)
+        self.crd: Optional[dict[str, Any]] = NEWEST_CRD  # None: the operator may not read it (403)
 
     def index(self) -> "FakeIndex":
         """What kopf's `ray_clusters` index would hold: every cluster, as of now."""
@@ -150,6 +172,12 @@ class FakeKube:
         if status:  # a patch that changes nothing leaves the version as it is
             self.versions[(namespace, name)] = current + 1
         return str(self.versions[(namespace, name)])
+
+    async def read_crd(self, name: str) -> dict[str, Any]:
+        self.calls.append(f"crd {name}")
+        if self.crd is None:
+            raise Unreadable(f"403 Forbidden: get customresourcedefinitions/{name}")
+        return copy.deepcopy(self.crd)
 
     async def read_secret_key(self, namespace: str, name: str, key: str) -> str:
         self.calls.append(f"secret {name}")

@@ -198,14 +198,14 @@ def test_deletion_holds_the_finalizer_until_our_cluster_is_gone_without_repeatin
 
 
 def test_an_active_reconcile_reads_clusters_from_the_index_and_the_token_once():
-    """Per reconcile of a running backfill: no RayCluster GET, no Secret GET (after the first)."""
+    """Per reconcile of a running backfill: no RayCluster GET, no Secret or CRD GET (after the first)."""
     async def body(fake: FakeRay, url: str, session: aiohttp.ClientSession) -> None:
         h, kube = harness(url, session, fake)
         await h.provision()
         for _ in range(5):
             await h.reconcile()
         assert h.status.job_id in fake.jobs
-        assert kube.calls == ["secret ray-token", "create bf-ray"]
+        assert kube.calls == ["secret ray-token", "crd rayclusters.ray.io", "create bf-ray"]
 
     run(body)
 
