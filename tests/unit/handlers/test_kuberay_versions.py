@@ -81,6 +81,18 @@ def test_a_crd_the_operator_may_not_read_means_the_oldest_kuberay_and_says_what_
     run(body)
 
 
+def test_a_kuberay_downgraded_under_a_running_backfill_fails_it_instead_of_raising_at_each_reconcile():
+    async def body(fake: FakeRay, url: str, session: aiohttp.ClientSession) -> None:
+        h, kube = harness(url, session, fake, cluster=GCS_FT)
+        await h.reconcile()
+        assert (NS, "bf-ray") in kube.clusters
+        h.runtime.kuberay = KubeRayFeaturesCache(kube.read_crd, ttl=0)  # re-read at every reconcile
+        kube.crd = OLDEST_CRD
+        await h.reconcile()  # the owned cluster is observed, but no RayCluster is built for 1.1
+        assert (h.status.phase, h.status.reason) == ("Failed", "KubeRayTooOld")
+
+    run(body)
+
 def test_kuberay_features_are_re_read_after_their_ttl_so_an_upgrade_is_seen():
     async def main() -> None:
         crd, reads, now = [OLDEST_CRD], [], [0.0]

@@ -969,6 +969,20 @@ def test_the_highest_ranked_problem_wins_whatever_else_is_observed():
     assert w.status.reason == "RayAuthenticationFailed" and w.status.state == "Failed"
 
 
+
+def test_a_spec_the_installed_kuberay_cannot_serve_fails_before_any_input_is_waited_for():
+    # An edit (or a KubeRay upgrade) is the way out: waiting for the Secret first would only delay it.
+    too_old = lc.KubeRayTooOld("spec.cluster.gcsFaultTolerance", "needs KubeRay >= 1.3 (RayCluster spec.gcsFaultToleranceOptions)")
+    w = World(make_spec(auth={"tokenSecretRef": {"name": "ray-token"}}))
+    d = w.step(cluster=ABSENT, secret=MISSING_SECRET, kuberay=too_old)
+    assert (w.status.state, w.status.reason) == ("Failed", "KubeRayTooOld")
+    assert w.status.message == "spec.cluster.gcsFaultTolerance: needs KubeRay >= 1.3 (RayCluster spec.gcsFaultToleranceOptions)"
+    assert not actions(d, CreateCluster)
+    unknown = lc.KubeRayUnknown("spec.cluster.gcsFaultTolerance", "grant it get on it")
+    w = World()
+    w.step(cluster=ABSENT, kuberay=unknown)
+    assert (w.status.state, w.status.reason) == ("Failed", "KubeRayUnknown")
+
 # ---------------------------------------------------------------- statuses of the operator before `state`
 
 LEGACY = {c["name"]: c for c in json.loads((Path(__file__).parent / "legacy_statuses.json").read_text())}
