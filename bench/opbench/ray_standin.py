@@ -28,7 +28,6 @@ terminal and the log fully sent.
 from __future__ import annotations
 
 import asyncio
-import json
 import threading
 import time
 from dataclasses import dataclass, field
@@ -36,6 +35,8 @@ from typing import Callable, Optional
 
 import aiohttp
 from aiohttp import web
+
+from geneva_operator.api.job_contract import ProgressReport, ResultReport
 
 LOG_TAIL_SLEEP_S = 1.0  # Ray's JobManager.LOG_TAIL_SLEEP_S
 
@@ -70,8 +71,9 @@ class Job:
 
 
 def _progress(done: int, total: int, rows_per_fragment: int = 1000) -> dict:
-    return {"fragmentsDone": done, "fragmentsTotal": total, "rowsDone": done * rows_per_fragment,
-            "rowsTotal": total * rows_per_fragment, "tableVersion": 1 + done}
+    """The counts of a job `done` fragments of `total` in (keyword arguments of the reports)."""
+    return {"fragments_done": done, "fragments_total": total, "rows_done": done * rows_per_fragment,
+            "rows_total": total * rows_per_fragment, "table_version": 1 + done}
 
 
 class RayStandIn:
@@ -230,10 +232,9 @@ class RayStandIn:
             await asyncio.sleep(duration / total)
             if job.terminal_at is not None:
                 return
-            job.lines.append("GENEVA_PROGRESS " + json.dumps(_progress(done + 1, total + 1), separators=(",", ":")))
-        payload = _progress(total + 1, total + 1)
-        payload["committedVersion"] = payload["tableVersion"]
-        job.lines.append("GENEVA_RESULT " + json.dumps(payload, separators=(",", ":")))
+            job.lines.append(ProgressReport(**_progress(done + 1, total + 1)).line())
+        counts = _progress(total + 1, total + 1)
+        job.lines.append(ResultReport(**counts, committed_version=counts["table_version"]).line())
         job.result_at = time.time()
         await asyncio.sleep(self.result_to_terminal_s)
         if job.terminal_at is None:
