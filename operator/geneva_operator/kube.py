@@ -78,6 +78,15 @@ class Kube:
         self._custom = client.CustomObjectsApi(api_client)
         self._core = client.CoreV1Api(api_client)
         self._extensions = client.ApiextensionsV1Api(api_client)
+        self._authz = client.AuthorizationV1Api(api_client)
+
+    async def may(self, verb: str, resource: str, group: str = "") -> bool:
+        """Whether this identity may `verb` `resource` cluster-wide (a SelfSubjectAccessReview,
+        which every authenticated user may create)."""
+        review = client.V1SelfSubjectAccessReview(spec=client.V1SelfSubjectAccessReviewSpec(
+            resource_attributes=client.V1ResourceAttributes(verb=verb, resource=resource, group=group)))
+        resp = await asyncio.to_thread(self._authz.create_self_subject_access_review, review)
+        return bool(resp.status and resp.status.allowed)
 
     # -- KubeRay's RayCluster CRD
 

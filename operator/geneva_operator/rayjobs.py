@@ -33,11 +33,11 @@ import json
 import logging
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, Optional, Union
+from typing import Any, AsyncIterator, Callable, Optional, Union
 
 import aiohttp
 
-from .api.job_contract import ProgressReport, RayJobState, parse_report
+from .api.job_contract import ProgressReport, RayJobState, ResultReport, parse_report
 
 logger = logging.getLogger(__name__)
 
@@ -310,8 +310,12 @@ class LogFollower:
     a line in two (Ray sends at most 20000 characters at a time): the partial line waits.
     """
 
-    def __init__(self, submission_id: str, keep_lines: int = 30):
+    def __init__(self, submission_id: str, keep_lines: int = 30,
+                 on_news: Optional[Callable[[bool], None]] = None):
+        """`on_news(final)`: called for each report line, final for the result line, and
+        once more, final, when the log ends."""
         self.submission_id = submission_id
+        self._on_news = on_news
         self.progress: Optional[ProgressReport] = None
         self.lines: deque[str] = deque(maxlen=keep_lines)
         self.updates = 0  # reports seen; lets readers notice news cheaply
@@ -332,6 +336,11 @@ class LogFollower:
         if report is not None:
             self.progress = report
             self.updates += 1
+            self._news(isinstance(report, ResultReport))
+
+    def _news(self, final: bool) -> None:
+        if self._on_news is not None:
+            self._on_news(final)
 
     def tail(self) -> str:
         return "\n".join(self.lines)
@@ -344,3 +353,4 @@ class LogFollower:
             self._line(self._partial)
             self._partial = ""
         self.finished = True
+        self._news(True)

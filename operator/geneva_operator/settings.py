@@ -68,6 +68,11 @@ class OperatorSettings(ClusterSettings):
     )
     poll_interval_seconds: float = Field(default=10.0, gt=0, description="How often a running job's status and progress are polled.")
     provisioning_poll_seconds: float = Field(default=5.0, gt=0, description="How often a starting cluster is checked.")
+    progress_interval_seconds: float = Field(
+        default=2.0, ge=0,
+        description="How soon a progress line of the job's log reaches the status (several lines make one status "
+        "write). The result line and the end of the log are written at once.",
+    )
     token_cache_seconds: float = Field(
         default=300.0, ge=0,
         description="How long a Ray token read from its Secret is reused (0: read it at every reconcile). "

@@ -2,13 +2,15 @@
 
 * on.create / on.resume / on.update(spec): reconcile now (a spec change, e.g. suspend or a new
   udf version, acts at once, also on a finished resource).
-* a 1 s timer while the stored state is one that polls (`lifecycle.polls`): reconciles
-  when due (every `provisioning_poll_seconds` while starting, `poll_interval_seconds` while
-  running) or at once when the log follower saw new progress or the end of the log.
-* a CLEANUP_TICK_SECONDS timer while a finished resource waits for its cluster's TTL: such a
-  reconcile makes no API request until the TTL has run out. Settled resources match no
-  timer: they cost nothing at all.
-* a daemon while a job is submitted: follows its driver log (websocket) for progress lines.
+* every other reconcile is timed by the operator's schedule (schedule.py): each reconcile
+  sets the resource's next time from its decision (every `provisioning_poll_seconds` while
+  starting, `poll_interval_seconds` while running, a deadline, a cleanup TTL), and news from
+  the job's log moves it earlier. A daemon per resource that has a next time (its stored
+  state polls or waits for a cleanup TTL) sleeps until then: nothing ticks in between, and
+  settled resources have no daemon at all.
+* a daemon while a job is submitted: follows its driver log (websocket) for progress lines;
+  a progress line brings the next reconcile to within `progress_interval_seconds`, the
+  result line and the end of the log to now.
 * on.delete (kopf's finalizer `geneva.lancedb.com/finalizer`): stop the job, delete the
   cluster we created, and hold the finalizer until that cluster is gone.
 
@@ -17,13 +19,14 @@ RayClusters and their pods are read from the `ray_clusters` and `ray_pods` index
 status patch, if anything changed. The `backfill_columns` index (columns.py) holds a
 backfill back while another one writes its column.
 
-All reconciles of one resource take its lock (kopf runs timers, daemons and change handlers
+All reconciles of one resource take its lock (kopf runs daemons and change handlers
 concurrently). The decided status is written before the actions are taken, with the
 resourceVersion of the body it was decided on (kube.patch_backfill_status). A handler may
-hold a body older than the status the previous reconcile wrote (kopf hands timers the last
-body the watch delivered): the API server then refuses the write, and the whole decision,
-actions included, is dropped. The newer version's watch event brings the body to decide on
-again: the next tick for a polling state, kopf's retry (TemporaryError) for a change handler.
+hold a body older than the status the previous reconcile wrote (its watch event not in
+yet): the API server then refuses the write, and the whole decision, actions included, is
+dropped. The newer version's watch event brings the body to decide on again: the
+schedule's daemon looks again after CONFLICT_RETRY_SECONDS (its body is kopf's live one), a
+change handler through kopf's retry (TemporaryError).
 """
 from __future__ import annotations
 
@@ -31,26 +34,34 @@ import asyncio
 import contextlib
 import logging
 import time
-from typing import Any, Awaitable, Mapping, Optional
+from typing import Any, Awaitable, Callable, Mapping, Optional
 
 import kopf
 
 from .. import lifecycle, metrics
 from ..api.models import GROUP, PLURAL, VERSION, Phase
+from ..api.job_contract import ResultReport
 from ..rayjobs import LogFollower, RayJobError, RayUnauthorized
 from ..settings import OperatorSettings
 from .caches import IndexedClusters
 from .columns import column_busy
 from .runtime import ClusterReader, Runtime
+from .schedule import Schedule
 from ..kube import StatusConflict
 from .status import parse_status, status_patch
 
 logger = logging.getLogger(__name__)
 
+# How often the log daemon looks for a job id, or for a broken log stream to reconnect.
 TICK_SECONDS = 1.0
-# How late after ttlSecondsAfterFinished a cluster may be deleted, traded against waking
-# every finished backfill each second (the operator benchmark saw 200 ticks/s at idle).
-CLEANUP_TICK_SECONDS = 5.0
+# A decision dropped for an outdated body: its newer version's watch event is on its way.
+CONFLICT_RETRY_SECONDS = 0.2
+# The job's log ended or holds its result line, yet Ray still says RUNNING (its driver is
+# exiting, its supervisor not yet done): look again this soon, not after the poll interval.
+ENDING_RECHECK_SECONDS = 0.25
+# A reconcile of the schedule's daemon that raised: look again after this long (kopf's
+# timers retried after their interval; a change handler after its backoff).
+ERROR_RETRY_SECONDS = 5.0
 # How long the delete handler waits in place for our RayCluster to go (KubeRay deletes its
 # pods first) before handing back to kopf, which retries it but logs each retry as an error.
 DELETE_WAIT_SECONDS = 60.0
@@ -74,7 +85,7 @@ async def reconcile(
     runtime: Runtime = memo.runtime
     meta = body["metadata"]
     old: Mapping[str, Any] = body.get("status") or {}
-    async with _lock(memo):
+    async with _lock(memo), runtime.schedule.running(meta["uid"]):
         try:
             column = column_busy(body, columns, memo) if columns is not None else None
             observed, token = await runtime.observe(body, memo, clusters=clusters, column=column)
@@ -93,13 +104,17 @@ async def reconcile(
             # Dropped whole. (On the second patch, only the record of a refusal is lost: the
             # next reconcile takes the action again and meets the refusal again.)
             logger.debug("%s: %s; deciding again on the newer version", handler, meta["name"])
-            memo.next_reconcile = 0.0
+            runtime.schedule.sooner(meta["uid"], CONFLICT_RETRY_SECONDS)
             return False
         except Exception:
             metrics.RECONCILE_ERRORS.labels(handler=handler).inc()
             raise
-    _account(body, old, status)
-    memo.next_reconcile = time.monotonic() + _next_look(runtime.settings, decision, refused is not None)
+        _account(body, old, status)
+        if _scheduled(status.to_wire()):
+            ending = _log_says_over(memo.get("follower"), status.job_id)
+            runtime.schedule.at(meta["uid"], _next_look(runtime.settings, decision, refused is not None, ending))
+        else:
+            runtime.schedule.settle(meta["uid"])
     return True
 
 
@@ -109,23 +124,30 @@ def _account(body: kopf.Body, old: Mapping[str, Any], new: Any) -> None:
         metrics.rows_committed((old.get("progress") or {}).get("rowsDone", 0), new.progress.rows_done)
 
 
-def _next_look(settings: OperatorSettings, decision: lifecycle.Decision, at_once: bool) -> float:
+def _log_says_over(follower: Optional[LogFollower], job_id: Optional[str]) -> bool:
+    """The current job's log holds its result line or has ended."""
+    return (follower is not None and job_id is not None and follower.submission_id == job_id
+            and (follower.finished or isinstance(follower.progress, ResultReport)))
+
+
+def _next_look(settings: OperatorSettings, decision: lifecycle.Decision, at_once: bool, ending: bool = False) -> float:
     """Seconds to the next periodic reconcile: when the decision asks (a cleanup's TTL), else the
-    poll interval of its phase; at once when an action's refusal waits to be observed."""
+    poll interval of its phase; at once when an action's refusal waits to be observed; soon
+    when the log says the job is over but Ray did not yet (the driver still exiting)."""
     if at_once:
         return 0.0
     if decision.requeue_after is not None:
         return decision.requeue_after
     running = decision.status.phase == Phase.Running.value
+    if running and ending:
+        return ENDING_RECHECK_SECONDS
     return settings.poll_interval_seconds if running else settings.provisioning_poll_seconds
 
 
-def _should_tick(status: Mapping[str, Any], **_: Any) -> bool:
-    return lifecycle.polls(parse_status(status))
-
-
-def _waiting_for_cleanup(status: Mapping[str, Any], **_: Any) -> bool:
-    return lifecycle.waits_for_cleanup(parse_status(status))
+def _scheduled(status: Mapping[str, Any], **_: Any) -> bool:
+    """Whether the stored state has a next time: it polls, or waits for a cleanup TTL."""
+    parsed = parse_status(status)
+    return lifecycle.polls(parsed) or lifecycle.waits_for_cleanup(parsed)
 
 
 def _job_submitted(status: Mapping[str, Any], **_: Any) -> bool:
@@ -142,30 +164,35 @@ async def on_change(body: kopf.Body, memo: kopf.Memo, ray_clusters: kopf.Index, 
         raise kopf.TemporaryError("the resource changed while it was reconciled", delay=1)
 
 
-def _log_news(follower: Optional[LogFollower]) -> Optional[tuple[str, int, bool]]:
-    # The end of the log counts as news too: Ray closes the tail only once the job is over,
-    # so that is the earliest moment a GET can see the terminal state.
-    return None if follower is None else (follower.submission_id, follower.updates, follower.finished)
+@kopf.daemon(GROUP, VERSION, PLURAL, when=_scheduled, cancellation_timeout=1.0)
+async def reconcile_when_due(body: kopf.Body, memo: kopf.Memo, stopped: kopf.DaemonStopped, logger: logging.Logger,
+                             ray_clusters: kopf.Index, backfill_columns: kopf.Index, ray_pods: kopf.Index,
+                             **_: Any) -> None:
+    """Sleeps until the schedule says this resource is due, then reconciles (schedule.py).
+    kopf stops it when the stored state no longer has a next time."""
+    schedule = memo.runtime.schedule
+    uid = body["metadata"]["uid"]
+    stop = asyncio.ensure_future(stopped.wait())
+    try:
+        while await schedule.until_due(uid, stop):
+            try:
+                await reconcile(body, memo, "scheduled", IndexedClusters(ray_clusters, ray_pods), backfill_columns)
+            except Exception:
+                logger.exception("scheduled reconcile failed; again in %.0f s", ERROR_RETRY_SECONDS)
+                schedule.at(uid, ERROR_RETRY_SECONDS)
+    finally:
+        stop.cancel()
+        # Settled, deleted or paused: a daemon started again later (or a reconcile) sets it anew.
+        schedule.drop(uid)
 
 
-@kopf.timer(GROUP, VERSION, PLURAL, interval=TICK_SECONDS, when=_should_tick)
-async def on_tick(body: kopf.Body, memo: kopf.Memo, ray_clusters: kopf.Index, backfill_columns: kopf.Index,
-                  ray_pods: kopf.Index, **_: Any) -> None:
-    news = _log_news(memo.get("follower"))
-    if news == memo.get("seen_news") and time.monotonic() < memo.get("next_reconcile", 0.0):
-        return
-    # Marked seen only by a reconcile that ran: a dropped (outdated body) one must leave the
-    # news for the next tick, or the status would wait for the next poll interval.
-    if await reconcile(body, memo, "timer", IndexedClusters(ray_clusters, ray_pods), backfill_columns):
-        memo.seen_news = news
-
-
-@kopf.timer(GROUP, VERSION, PLURAL, interval=CLEANUP_TICK_SECONDS, when=_waiting_for_cleanup)
-async def on_cleanup_tick(body: kopf.Body, memo: kopf.Memo, ray_clusters: kopf.Index, backfill_columns: kopf.Index,
-                          ray_pods: kopf.Index, **_: Any) -> None:
-    if time.monotonic() < memo.get("next_reconcile", 0.0):
-        return  # the TTL has not run out (Decision.requeue_after)
-    await reconcile(body, memo, "cleanup", IndexedClusters(ray_clusters, ray_pods), backfill_columns)
+def _news(schedule: Schedule, uid: str, progress_interval: float) -> Callable[[bool], None]:
+    """What the log follower calls on news: the end of the run (the result line, the end of
+    the log) is looked at now, progress within `progress_interval` (one status write for
+    several lines)."""
+    def on_news(final: bool) -> None:
+        schedule.sooner(uid, 0.0 if final else progress_interval)
+    return on_news
 
 
 @kopf.daemon(GROUP, VERSION, PLURAL, when=_job_submitted, cancellation_timeout=1.0)
@@ -177,7 +204,9 @@ async def follow_progress(body: kopf.Body, memo: kopf.Memo, stopped: kopf.Daemon
         if not job_id:
             await stopped.wait(TICK_SECONDS)
             continue
-        follower = LogFollower(job_id)  # a reconnect replays the log: start afresh
+        follower = LogFollower(job_id, on_news=_news(runtime.schedule, body["metadata"]["uid"],
+                                                     runtime.settings.progress_interval_seconds))
+        # a reconnect replays the log: start afresh
         memo.follower = follower
         try:
             observed, token = await runtime.observe_for_logs(body)

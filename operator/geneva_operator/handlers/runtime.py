@@ -27,6 +27,7 @@ from ..rayjobs import BearerToken, LogFollower, RayJobClient, RayJobError, RayUn
 from ..settings import OperatorSettings
 from . import actions
 from .caches import KubeRayFeaturesCache
+from .schedule import Schedule
 from .tokens import RayTokens
 from .status import parse_status, spec_of
 
@@ -48,6 +49,7 @@ class Runtime:
         self.kube = kube
         self.session = session
         self.tokens = RayTokens(kube.read_secret_key, settings)
+        self.schedule = Schedule()  # when each resource is reconciled next (schedule.py)
         self.kuberay = KubeRayFeaturesCache(kube.read_crd, settings.kuberay_features_seconds)
         self.post_event = kopf.event  # replaceable in tests (kopf.event needs a running operator)
 

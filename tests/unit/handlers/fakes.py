@@ -22,6 +22,7 @@ class FakeRay:
         self.down_for_posts = 0  # the next so many submissions answer 503 (a head still starting)
         self.tails_open = 0
         self.jobs_end: Optional[asyncio.Event] = None  # set: tails stay open until it is set, as for running jobs
+        self.get_job_hook: Optional[Callable[[str], None]] = None  # runs inside each job GET (a race's other side)
 
     def app(self) -> web.Application:
         @web.middleware
@@ -58,6 +59,8 @@ class FakeRay:
 
     async def get(self, request: web.Request) -> web.Response:
         sid = request.match_info["id"]
+        if self.get_job_hook is not None:
+            self.get_job_hook(sid)
         if sid not in self.jobs or self.hide_next_get:
             self.hide_next_get = False
             return web.Response(status=404, text=f"Job {sid} does not exist")

@@ -298,7 +298,8 @@ def test_a_decision_on_a_body_older_than_the_resource_is_dropped_whole():
         kube.clusters.clear()  # so a decision on the old body would create the cluster again
         assert await h.reconcile(persist=False) == {}
         assert h.events == events and len(kube.status_patches) == written and kube.calls.count("create bf-ray") == 1
-        assert h.memo.next_reconcile == 0.0  # decided again at the next tick, on the newer body
+        # decided again shortly, on the newer body the watch is bringing
+        assert h.runtime.schedule.due_in(UID) <= backfill.CONFLICT_RETRY_SECONDS
 
         h.catch_up()  # the watch event of our patch arrived
         await h.reconcile()
@@ -482,7 +483,7 @@ def test_wrong_token_fails_the_backfill_without_leaking_it():
         h, kube = harness(url, session, fake, token="not-the-token")
         await h.provision()
         await h.reconcile()  # the submission is refused: recorded, for the next reconcile to act on
-        assert h.status.last_action_error.reason == "RayAuthenticationFailed" and h.memo.next_reconcile <= time.monotonic()
+        assert h.status.last_action_error.reason == "RayAuthenticationFailed" and h.runtime.schedule.due_in(UID) <= 0
         await h.reconcile()
         assert h.status.phase == "Failed" and h.status.reason == "RayAuthenticationFailed"
         assert "spec.auth.tokenSecretRef" in h.status.message
@@ -496,11 +497,11 @@ def test_finished_resources_cost_no_requests():
         h, kube = harness(url, session, fake, token=None, cleanup={"policy": "Never"})
         h.body["status"] = {"state": "Succeeded", "phase": "Succeeded", "udfVersion": "1", "startTime": "2026-01-01T00:00:00Z",
                             "completionTime": "2026-01-01T01:00:00Z", "rayClusterName": "bf-ray", "attempts": 1}
-        assert not backfill._should_tick(status=h.body["status"])
-        assert not backfill._waiting_for_cleanup(status=h.body["status"])
+        assert not backfill._scheduled(status=h.body["status"])  # no daemon: nothing wakes for it
         kube.calls.clear()
         await h.reconcile()
         assert kube.calls == [] and fake.posts == 0
+        assert h.runtime.schedule.due_in(UID) is None and len(h.runtime.schedule) == 0
 
     run(body)
 
@@ -512,67 +513,117 @@ def test_a_cleanup_policy_set_after_the_run_deletes_the_kept_cluster():
         await h.reconcile()
         fake.jobs[h.status.job_id]["status"] = "SUCCEEDED"
         await h.reconcile()
-        assert h.status.phase == "Succeeded" and not backfill._waiting_for_cleanup(status=h.body["status"])
+        assert h.status.phase == "Succeeded" and not backfill._scheduled(status=h.body["status"])
         h.body["spec"]["cleanup"] = {"policy": "Always", "ttlSecondsAfterFinished": 0}  # the update handler runs
         h.body["metadata"]["generation"] = 2
         await h.reconcile()
         assert kube.calls.count("delete bf-ray") == 1 and (NS, "bf-ray") not in kube.clusters
-        assert backfill._waiting_for_cleanup(status=h.body["status"])  # until it is seen gone
+        assert backfill._scheduled(status=h.body["status"])  # until it is seen gone
         await h.reconcile()
         assert lifecycle.condition(h.status, "ClusterReady").reason == "Deleted" and h.status.phase == "Succeeded"
-        assert not backfill._waiting_for_cleanup(status=h.body["status"]) and kube.calls.count("delete bf-ray") == 1
+        assert not backfill._scheduled(status=h.body["status"]) and kube.calls.count("delete bf-ray") == 1
 
     run(body)
 
 
-def test_a_finished_backfill_waiting_for_its_ttl_ticks_slowly_and_calls_nothing_until_due():
+def test_a_finished_backfill_waiting_for_its_ttl_calls_nothing_and_is_next_due_at_the_ttl():
     async def body(fake: FakeRay, url: str, session: aiohttp.ClientSession) -> None:
         h, kube = harness(url, session, fake, token=None, cleanup={"policy": "Always", "ttlSecondsAfterFinished": 3600})
         finished = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
         h.body["status"] = {"state": "Succeeded", "phase": "Succeeded", "udfVersion": "1", "startTime": finished,
                             "completionTime": finished, "rayClusterName": "bf-ray", "attempts": 1, "cleanupAfter": finished}
-        # Not on the 1 s timer (hundreds of finished backfills would tick every second) ...
-        assert not backfill._should_tick(status=h.body["status"])
-        # ... but on the slow one, whose reconcile does nothing before the TTL runs out.
-        assert backfill._waiting_for_cleanup(status=h.body["status"])
+        assert backfill._scheduled(status=h.body["status"])
         kube.calls.clear()
         await h.reconcile()
         assert kube.calls == [] and fake.posts == 0
-        assert backfill.CLEANUP_TICK_SECONDS > backfill.TICK_SECONDS
+        # asleep until the TTL runs out: not woken every few seconds to find it has not
+        assert 3590 < h.runtime.schedule.due_in(UID) <= 3600
 
     run(body)
 
 
-def test_log_news_is_not_consumed_by_a_skipped_reconcile():
-    """The timer must reconcile on new progress (or the end of the log) again at the next tick
-    when its reconcile was dropped for an outdated body: otherwise the status would wait for the
-    next poll interval (the operator benchmark measured that lag)."""
+def running_harness(url: str, session: aiohttp.ClientSession, fake: FakeRay) -> Awaitable[tuple[Harness, FakeKube]]:
+    async def make() -> tuple[Harness, FakeKube]:
+        h, kube = harness(url, session, fake)
+        await h.provision()
+        await h.reconcile()
+        fake.jobs[h.status.job_id]["status"] = "RUNNING"
+        await h.reconcile()
+        assert h.status.phase == "Running"
+        return h, kube
+    return make()
+
+
+def test_a_running_job_is_next_looked_at_after_the_poll_interval_and_news_brings_it_forward():
+    async def body(fake: FakeRay, url: str, session: aiohttp.ClientSession) -> None:
+        h, kube = await running_harness(url, session, fake)
+        schedule, settings = h.runtime.schedule, h.runtime.settings
+        assert settings.poll_interval_seconds - 1 < schedule.due_in(UID) <= settings.poll_interval_seconds
+
+        on_news = backfill._news(schedule, UID, settings.progress_interval_seconds)
+        follower = LogFollower(h.status.job_id, on_news=on_news)
+        follower.feed(ProgressReport(rows_done=1, rows_total=4, fragments_done=1, fragments_total=4).line() + "\n")
+        assert schedule.due_in(UID) <= settings.progress_interval_seconds  # one write for several lines
+        follower.feed(ProgressReport(rows_done=2, rows_total=4, fragments_done=2, fragments_total=4).line() + "\n")
+        assert schedule.due_in(UID) <= settings.progress_interval_seconds
+        follower.feed(ResultReport(rows_done=4, rows_total=4, committed_version=3).line() + "\n")
+        assert schedule.due_in(UID) <= 0  # the result line: at once
+
+        h.memo.follower = follower
+        await h.reconcile()  # Ray still says RUNNING (the driver exiting): looked at again soon
+        assert h.status.phase == "Running" and 0 < schedule.due_in(UID) <= backfill.ENDING_RECHECK_SECONDS
+        schedule.at(UID, settings.poll_interval_seconds)
+
+        async def end_of_log() -> Any:
+            return
+            yield
+
+        class Closed:
+            def tail_logs(self, _: str) -> Any:
+                return end_of_log()
+
+        await follower.follow(Closed())  # ... and the end of the log brings it to now
+        assert follower.finished and schedule.due_in(UID) <= 0
+
+    run(body)
+
+
+def test_news_during_a_reconcile_is_kept_for_after_it():
+    """The reconcile may have read the follower before the line came: the next time it sets
+    must not hide the news."""
+    async def body(fake: FakeRay, url: str, session: aiohttp.ClientSession) -> None:
+        h, kube = await running_harness(url, session, fake)
+        schedule = h.runtime.schedule
+        real_get_job = fake.get_job_hook
+
+        def news_while_reading(sid: str) -> None:
+            schedule.sooner(UID, 0.0)
+        fake.get_job_hook = news_while_reading
+        await h.reconcile()
+        fake.get_job_hook = real_get_job
+        assert schedule.due_in(UID) <= 0
+
+    run(body)
+
+
+def test_the_schedule_daemon_reconciles_when_due_and_leaves_when_stopped():
     async def body(fake: FakeRay, url: str, session: aiohttp.ClientSession) -> None:
         h, kube = harness(url, session, fake)
-        first = await h.reconcile(persist=False)  # wrote Provisioning; the body does not show it yet
-        follower = LogFollower("geneva-some-job-1")
-        follower.feed(ProgressReport(rows_done=1, rows_total=2, fragments_done=1, fragments_total=2).line() + "\n")
-        h.memo.follower = follower
-        h.memo.next_reconcile = float("inf")  # only news may trigger a reconcile
-
-        async def tick(persist: bool = True) -> None:
-            await backfill.on_tick(body=h.body, memo=h.memo, ray_clusters=kube.index(), backfill_columns={},
-                                   ray_pods=kube.pod_index())
-            if persist:  # once the watch event carrying the patch arrives
-                h.catch_up()
-
-        await tick(persist=False)  # outdated body: dropped
-        assert h.memo.get("seen_news") is None
-
-        h.catch_up()  # the first patch arrived
-        await tick()
-        assert h.memo.seen_news == ("geneva-some-job-1", 1, False)
-
-        follower.finished = True  # the log ended: news again, though no new progress line
-        h.memo.next_reconcile = float("inf")
-        await tick()
-        assert h.memo.seen_news == ("geneva-some-job-1", 1, True)
-        assert h.memo.next_reconcile != float("inf")  # a reconcile ran (and set the next poll)
+        await h.reconcile()  # created the cluster; the next look in provisioning_poll_seconds
+        kube.make_ready(NS, "bf-ray")
+        h.runtime.schedule.at(UID, 0.0)  # say that time came
+        stopped = _DaemonStopped()
+        daemon = asyncio.ensure_future(backfill.reconcile_when_due(
+            body=h.body, memo=h.memo, stopped=stopped, logger=logging.getLogger("test"), ray_clusters=kube.index(),
+            backfill_columns={}, ray_pods=kube.pod_index()))
+        for _ in range(200):
+            await asyncio.sleep(0.01)
+            if fake.jobs:
+                break
+        assert len(fake.jobs) == 1  # it reconciled: the cluster was ready, the job went in
+        stopped.event.set()
+        await asyncio.wait_for(daemon, timeout=5)
+        assert h.runtime.schedule.due_in(UID) is None
 
     run(body)
 
@@ -596,6 +647,13 @@ class _StopFlag:
 
     async def wait(self) -> None:
         await self.event.wait()
+
+
+class _DaemonStopped(_StopFlag):
+    """kopf's DaemonStopped as the schedule's daemon uses it."""
+
+    def __bool__(self) -> bool:
+        return self.event.is_set()
 
 
 def test_the_progress_daemon_leaves_a_blocked_log_tail_when_kopf_stops_it():
@@ -643,16 +701,3 @@ def test_a_spec_is_validated_once_per_generation():
     second, _ = spec_of({"uid": UID, "generation": 2}, spec_wire(column="other"), memo)
     assert second.column == "other"
     assert spec_of(meta, spec_wire(column="x"))[0].column == "x"  # no memo: parsed every time
-
-
-def test_timer_success_lines_are_dropped_and_everything_else_kept():
-    from geneva_operator.handlers.startup import QuietTimers
-
-    def record(msg: str) -> logging.LogRecord:
-        return logging.LogRecord("kopf.objects", logging.INFO, __file__, 1, msg, None, None)
-
-    quiet = QuietTimers()
-    assert not quiet.filter(record("Timer 'on_tick' succeeded."))
-    assert not quiet.filter(record("Timer 'on_cleanup_tick' succeeded."))
-    assert quiet.filter(record("Handler 'reconcile-create' succeeded."))
-    assert quiet.filter(record("Timer 'on_tick' failed with an exception. Will retry."))
