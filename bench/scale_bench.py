@@ -18,7 +18,8 @@ rows       the trivial udf on more and more rows in the same fragments: engine/f
 skew       the heavy udf on a table whose first fragment holds --skew times the rows of each other
            fragment, and on the same rows in equal fragments: the engine's makespan against the
            ideal, the udf's own time over all batches in one process / Ray CPUs (measured in turns
-           with the engine runs, bench.measure.udf_seconds).
+           with the engine runs, bench.measure.udf_seconds); and against the fragments' own work in
+           the workers / Ray CPUs (bench.measure.FragmentWork), which is what task sizing controls.
 
 Every table prints the load average at its end: on a shared host compare ratios, not times.
 """
