@@ -17,6 +17,30 @@ from pathlib import Path
 from bench import data, udfs
 
 
+class FragmentWork:
+    """The fragments' own seconds in the Ray workers (FragmentResult.seconds: read, udf, write,
+    record), summed over the engine runs in a block: the work the slots had to share, whatever
+    the load made of it, so makespan / (work / CPUs) is what task sizing alone leaves over. The
+    one hook here: the driver's run_units, wrapped in this process for the block."""
+
+    def __enter__(self) -> "FragmentWork":
+        from geneva_operator.engine import runner
+
+        self.seconds, self._runner, self._orig = 0.0, runner, runner.run_units
+
+        def run_units(plan, ctx, *, on_result, **kw):
+            def seen(r):
+                self.seconds += r.seconds
+                on_result(r)
+            return self._orig(plan, ctx, on_result=seen, **kw)
+
+        runner.run_units = run_units
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._runner.run_units = self._orig
+
+
 def load_average() -> str:
     return "{:.1f} / {:.1f} / {:.1f}".format(*os.getloadavg())
 

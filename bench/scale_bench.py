@@ -18,7 +18,8 @@ rows       the trivial udf on more and more rows in the same fragments: engine/f
 skew       the heavy udf on a table whose first fragment holds --skew times the rows of each other
            fragment, and on the same rows in equal fragments: the engine's makespan against the
            ideal, the udf's own time over all batches in one process / Ray CPUs (measured in turns
-           with the engine runs, bench.measure.udf_seconds).
+           with the engine runs, bench.measure.udf_seconds); and against the fragments' own work in
+           the workers / Ray CPUs (bench.measure.FragmentWork), which is what task sizing controls.
 
 Every table prints the load average at its end: on a shared host compare ratios, not times.
 """
@@ -58,11 +59,12 @@ def fit_line(xs: list[float], ys: list[float]) -> tuple[float, float]:
 
 
 def engine_run(udf: str, keep: list, watch_checkpoints: bool = False):
-    """run_engine under the driver's peak-RSS window (and the checkpoint byte count): one dict per run in keep."""
+    """run_engine under the driver's peak-RSS window (and the checkpoint byte count, and the
+    fragments' work in the workers): one dict per run in keep."""
 
     def run(db: Path) -> float:
         rec: dict = {}
-        with measure.PeakRSS() as rss:
+        with measure.PeakRSS() as rss, measure.FragmentWork() as work:
             if watch_checkpoints:
                 with measure.FileWrites(db / f"{data.TABLE_NAME}.lance" / "_geneva") as fw:
                     res: list = []
@@ -71,7 +73,7 @@ def engine_run(udf: str, keep: list, watch_checkpoints: bool = False):
             else:
                 res = []
                 secs = run_engine(db, udf, res)
-        rec.update(seconds=secs, peak_rss=rss.bytes, commits=res[0].commits)
+        rec.update(seconds=secs, peak_rss=rss.bytes, commits=res[0].commits, work=work.seconds)
         keep.append(rec)
         return secs
 
@@ -164,17 +166,22 @@ def section_skew(args, work: Path, out: dict) -> None:
         # the udf alone is run in turns with the engine as well: it stands for the ideal under the same load
         t = in_turns(template, work, [("udf alone", lambda db: measure.udf_seconds(db, "heavy")),
                                       ("engine", engine_run("heavy", keep))], args.repeat, log)
-        rows_out.append({"table": label, "skew": skew, "sizes": sizes, "udf": t["udf alone"], "engine": t["engine"]})
+        rows_out.append({"table": label, "skew": skew, "sizes": sizes, "udf": t["udf alone"], "engine": t["engine"],
+                         "work": [k["work"] for k in keep]})
     out["skew"] = rows_out
     head(f"Skew: heavy udf, {args.skew_rows:,} rows in {args.skew_fragments} fragments, {args.cpus} Ray CPUs, "
-         f"best of {args.repeat}; ideal = udf alone in one process / {args.cpus} CPUs",
-         f"{'table':<22} {'fragment rows':<18} {'udf alone s':>11} {'ideal s':>8} {'engine s':>9} {'makespan/ideal':>14}  run by run")
+         f"best of {args.repeat}; ideal = udf alone in one process / {args.cpus} CPUs; "
+         f"work = the fragments' seconds in the workers (median), sizing = makespan / (work / CPUs), median",
+         f"{'table':<22} {'fragment rows':<18} {'udf alone s':>11} {'ideal s':>8} {'engine s':>9} {'makespan/ideal':>14} "
+         f"{'work s':>7} {'sizing':>6}  makespan/ideal run by run")
     for r in rows_out:
         u, e = min(r["udf"], default=None), min(r["engine"], default=None)
         ideal = u / args.cpus if u else None
+        w = statistics.median(r["work"]) if r["work"] else None
+        sizing = statistics.median([x / (y / args.cpus) for x, y in zip(r["engine"], r["work"]) if y]) if r["work"] else None
         sz = f"{max(r['sizes']):,} + {len(r['sizes']) - 1}x{min(r['sizes']):,}"
         print(f"{r['table']:<22} {sz:<18} {fmt(u, '11.3f')} {fmt(ideal, '8.3f')} {fmt(e, '9.3f')} "
-              f"{fmt(e / ideal if e and ideal else None, '14.2f')}  "
+              f"{fmt(e / ideal if e and ideal else None, '14.2f')} {fmt(w, '7.3f')} {fmt(sizing, '6.2f')}  "
               f"{pairs(r['engine'], [x / args.cpus for x in r['udf']])}")
     sk = rows_out[-1]
     if sk["engine"] and sk["udf"]:

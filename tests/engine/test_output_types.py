@@ -103,16 +103,17 @@ def test_after_a_compaction_and_an_append_mode_missing_computes_only_what_no_run
 def test_a_run_failing_mid_way_resumes_with_only_the_rows_it_had_not_finished(setup, tmp_path, kind):
     db, spec, calls = setup
     healed = tmp_path / "healed"
-    # One task takes the fragments in order and fails in the third; each fragment is its own commit.
-    failing = spec(kind, commitEvery=1, concurrency=1, init={"fail_from": 3000, "fail_to": 3001, "healed": str(healed)})
-    with pytest.raises(UdfError, match="ids 3000..3001 are not ready") as e:
+    # One slot takes the fragments largest first (2, 0, 3, 1) and fails in the third, fragment 3 (ids 4500..5999);
+    # each fragment is its own commit.
+    failing = spec(kind, commitEvery=1, concurrency=1, init={"fail_from": 4500, "fail_to": 4501, "healed": str(healed)})
+    with pytest.raises(UdfError, match="ids 4500..4501 are not ready") as e:
         run_backfill(failing)
-    done = SIZES[0] + SIZES[1]
-    assert f"2 of 4 fragments ({done} of {TOTAL} rows) were committed" in str(e.value)
-    assert calls.new() == list(range(done))
-    assert_column(db, kind, set(range(done)))  # the finished fragments are committed, the rest untouched
+    done = [*range(0, 1500), *range(2700, 4500)]  # fragments 0 and 2
+    assert f"2 of 4 fragments ({len(done)} of {TOTAL} rows) were committed" in str(e.value)
+    assert calls.new() == done
+    assert_column(db, kind, set(done))  # the finished fragments are committed, the rest untouched
     healed.touch()
     resumed = run_backfill(failing)
-    assert calls.new() == list(range(done, TOTAL)) and resumed.rows_computed == TOTAL - done
+    assert calls.new() == sorted(set(range(TOTAL)) - set(done)) and resumed.rows_computed == TOTAL - len(done)
     assert_column(db, kind, set(range(TOTAL)))
     assert run_backfill(failing).rows_computed == 0 and calls.new() == []

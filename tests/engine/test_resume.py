@@ -124,14 +124,14 @@ def test_a_failed_version_bump_leaves_whole_fragments_of_either_version_and_says
     log = io.StringIO()
     with pytest.raises(UdfError) as e:
         run_backfill(bump, progress=LogLineProgress(log, min_interval=0))
-    # One task takes the fragments in order: the first two are committed with version 2.
-    assert "2 of 4 fragments (800 of 2000 rows) were committed: the rows this run selected in them hold " \
+    # One slot takes the fragments largest first (3, 0, 2, 1): 3 and 0 are committed with version 2.
+    assert "2 of 4 fragments (1200 of 2000 rows) were committed: the rows this run selected in them hold " \
            "udf.version '2', every other row what it held before the run" in str(e.value)
     last = last_report(log.getvalue())
-    assert (last.fragments_committed, last.rows_committed, last.udf_version) == (2, 800, "2")
+    assert (last.fragments_committed, last.rows_committed, last.udf_version) == (2, 1200, "2")
     t = lance.dataset(f"{db}/t.lance").to_table(columns=["frag", "x", "y"]).to_pydict()
-    assert t["y"] == [None if x is None else (-x if f < 2 else x + 1) for f, x in zip(t["frag"], t["x"])]
+    assert t["y"] == [None if x is None else (-x if f in (0, 3) else x + 1) for f, x in zip(t["frag"], t["x"])]
     healed.touch()
-    assert run_backfill(bump).rows_computed == 1200
+    assert run_backfill(bump).rows_computed == 800
     t = lance.dataset(f"{db}/t.lance").to_table(columns=["x", "y"]).to_pydict()
     assert t["y"] == [None if x is None else -x for x in t["x"]]

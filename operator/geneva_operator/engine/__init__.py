@@ -1,7 +1,7 @@
 """The backfill engine: fill one column of a LanceDB table with a user function's output.
 
-Plan (plan.py) -> Ray tasks of a few fragments each, reporting every fragment (execute.py)
--> grouped commits (commit.py: the first also creates the column), with checkpoints
+Plan (plan.py) -> Ray tasks of a few fragments each, sized from the measured fragment time
+(sizing.py), reporting every fragment (execute.py) -> grouped commits (commit.py: the first also creates the column), with checkpoints
 (checkpoint.py: per-fragment records while a run is unfinished, folded into one compact
 state after success; small objects next to the table, objects.py; carried over compactions
 by history.py) for resume and mode Missing, the run's identity and counters (run.py), and

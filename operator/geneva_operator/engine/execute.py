@@ -15,7 +15,6 @@ default, so it is left out for now.
 """
 from __future__ import annotations
 
-import heapq
 import time
 import uuid
 from dataclasses import dataclass
@@ -30,6 +29,7 @@ from ..api.models import Udf
 from .checkpoint import CheckpointStore, FragmentRecord, pack_mask, unpack_mask
 from .errors import BackfillError, StorageError, UdfError
 from .plan import ROW_OFFSET_MASK, Plan, WorkUnit
+from .sizing import TaskSizer
 from .table import TableLocation
 from .types import to_pyarrow
 from .udf import UdfRunner
@@ -56,7 +56,7 @@ class FragmentResult:
     udf_calls: int
     base_file: Optional[str]
     input_signature: str
-    seconds: float = 0.0
+    seconds: float = 0.0  # the fragment's own work in the worker (read, udf, write, record): sizes tasks
     record: Optional[FragmentRecord] = None  # the checkpoint written for it (the driver folds it after success)
     file_size: Optional[int] = None  # bytes of output_file, when this run wrote it (lets the commit skip reading it)
 
@@ -107,10 +107,12 @@ def _concat(outs: list[pa.Array]) -> pa.Array:
 
 
 def compute_fragment(ctx: TaskContext, unit: WorkUnit) -> FragmentResult:
-    started = time.monotonic()
     ds = _dataset(ctx)
-    frag = ds.get_fragment(unit.fragment_id)
     runner = UdfRunner(ctx.udf)
+    # The fragment's own work from here: not the dataset's open nor the udf's setup, paid
+    # once per worker, which would make the rate that sizes tasks (sizing.py) look slower.
+    started = time.monotonic()
+    frag = ds.get_fragment(unit.fragment_id)
     inputs = list(ctx.udf.input_columns)
     size = ctx.udf.batch_size
     read_rows = size * READ_BATCHES
@@ -221,15 +223,6 @@ def compute_fragments(ctx: TaskContext, units: list[WorkUnit], report_every: flo
         yield done
 
 
-# Tasks are the unit of scheduling, fragments the unit of work and of checkpoints. A task
-# of several fragments pays Ray's per-task cost once for all of them: lease, dispatch and
-# report took ~6 ms a task on a 2-core box, more than a 62k-row fragment's work (1M rows in
-# 16 fragments on 2 slots: one fragment a task 103 ms, 2 tasks of 8 64 ms, 4 of 4 about
-# the same, sizes shrinking 8,4,2,1,1 82 ms). The cap bounds what a straggler or a worker
-# death costs, and gives a big table more tasks than slots, so that a slot that finishes
-# early takes the next task instead of idling.
-MAX_FRAGMENTS_PER_TASK = 8
-
 # Tasks queued per slot when spec.concurrency is not set: a worker that finishes finds its
 # next task already waiting in Ray's queue instead of idling for the driver's round trip.
 QUEUE_PER_SLOT = 2
@@ -237,25 +230,6 @@ QUEUE_PER_SLOT = 2
 # Attempts of a task whose worker died (OOM, node loss, a crash in native code), counting
 # the first. An exception raised by the udf is not retried: it would fail the same way again.
 TASK_ATTEMPTS = 4
-
-
-def task_groups(units: list[WorkUnit], slots: int, max_per_task: Optional[int] = None) -> list[list[WorkUnit]]:
-    """The units dealt into tasks: one task per slot as far as units go, more when a task
-    would get more than max_per_task units; rows spread evenly (largest first onto the
-    lightest task), each task's units in plan order."""
-    if not units:
-        return []
-    max_per_task = max_per_task or MAX_FRAGMENTS_PER_TASK
-    n = min(len(units), max(slots, -(-len(units) // max_per_task)))
-    groups: list[list[WorkUnit]] = [[] for _ in range(n)]
-    lightest = [(0, 0, i) for i in range(n)]  # (rows, units, task) of the tasks not yet full
-    order = {id(u): i for i, u in enumerate(units)}
-    for u in sorted(units, key=lambda u: -u.rows):
-        rows, count, i = heapq.heappop(lightest)
-        groups[i].append(u)
-        if count + 1 < max_per_task:
-            heapq.heappush(lightest, (rows + u.rows, count + 1, i))
-    return [sorted(g, key=lambda u: order[id(u)]) for g in groups]
 
 
 _REMOTE: dict = {}
@@ -292,10 +266,11 @@ class _Task:
 
 
 def run_units(plan: Plan, ctx: TaskContext, *, concurrency: Optional[int], on_result: Callable[[FragmentResult], None]) -> None:
-    """Run the plan's units as Ray tasks (see task_groups) and hand each fragment's result
-    to `on_result` (the committer) as it arrives. With spec.concurrency at most that many
-    tasks are in flight (so at most that many run at once); without it, QUEUE_PER_SLOT x
-    what the cluster fits, so Ray starts the next task the moment a worker is free."""
+    """Run the plan's units as Ray tasks, each sized when it is submitted (sizing.py), and
+    hand each fragment's result to `on_result` (the committer) as it arrives. With
+    spec.concurrency at most that many tasks are in flight (so at most that many run at
+    once); without it, QUEUE_PER_SLOT x what the cluster fits, so Ray starts the next task
+    the moment a worker is free."""
     import ray
 
     res = ctx.udf.resources
@@ -309,17 +284,20 @@ def run_units(plan: Plan, ctx: TaskContext, *, concurrency: Optional[int], on_re
             on_result(resumed_result(unit))
     slots = _slots(res, concurrency)
     in_flight_max = concurrency if concurrency is not None else QUEUE_PER_SLOT * slots
-    todo = [_Task({u.fragment_id: u for u in g}) for g in task_groups([u for u in plan.units if u.uncommitted is None], slots)]
-    todo.reverse()  # pop() from the end, in order
+    sizer = TaskSizer([u for u in plan.units if u.uncommitted is None], slots)
+    retries: list[_Task] = []  # the unreported fragments of tasks whose worker died, sent again first
     in_flight: dict = {}  # generator -> _Task
     # No ray.cancel of the tasks still in flight: cancelling a task that Ray is retrying
     # after a worker died aborted the whole driver in Ray 2.60 ("Check failed: Tried to
     # complete task that was not pending", task_manager.cc), seen in CI. Their outputs are
     # never committed (a later run adopts or discards them by their records), and Ray ends
     # them when the job's driver exits.
-    while todo or in_flight:
-        while todo and len(in_flight) < in_flight_max:
-            task = todo.pop()
+    while sizer or retries or in_flight:
+        # Until a fragment is measured, no task waits in Ray's queue: one sized blind could
+        # be the straggler. A slot then idles for one round trip to the driver, once.
+        room = in_flight_max if sizer.seconds_per_row is not None else min(in_flight_max, slots)
+        while (sizer or retries) and len(in_flight) < room:
+            task = retries.pop() if retries else _Task({u.fragment_id: u for u in sizer.next_task()})
             in_flight[remote.remote(ctx, list(task.units.values()))] = task
         reporting, _ = ray.wait(list(in_flight), num_returns=1)
         for gen in reporting:
@@ -340,10 +318,11 @@ def run_units(plan: Plan, ctx: TaskContext, *, concurrency: Optional[int], on_re
                 if task.attempt >= TASK_ATTEMPTS:
                     raise UdfError("udf.function", f"the task for fragments {sorted(task.units)} failed "
                                                    f"{task.attempt} times: {_last_line(e)}") from None
-                todo.append(_Task(task.units, task.attempt + 1))
+                retries.append(_Task(task.units, task.attempt + 1))
                 continue
             for r in results:
                 del task.units[r.fragment_id]
+                sizer.observe(r.rows_computed, r.seconds)
                 on_result(r)
 
 
