@@ -18,7 +18,7 @@ import asyncio
 import base64
 import json
 import logging
-from typing import Any, Optional
+from typing import Any, NamedTuple, Optional
 
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
@@ -34,6 +34,12 @@ logger = logging.getLogger(__name__)
 logging.getLogger("kubernetes.client.rest").setLevel(logging.INFO)
 
 RAY_GROUP, RAY_VERSION, RAY_PLURAL = "ray.io", "v1", "rayclusters"
+
+
+class StatusWritten(NamedTuple):
+    """What a status patch left: the resource's new resourceVersion and its whole status."""
+    version: str
+    status: dict[str, Any]
 
 
 class StatusConflict(Exception):
@@ -156,9 +162,9 @@ class Kube:
     # -- the GenevaBackfill's status
 
     async def patch_backfill_status(self, namespace: str, name: str, resource_version: str,
-                                    status: dict[str, Any]) -> str:
+                                    status: dict[str, Any]) -> StatusWritten:
         """Merge `status` (None deletes a key) into the status of the resource at
-        `resource_version`, and return its new resourceVersion. The patch carries that version,
+        `resource_version`, and return its new resourceVersion and status. The patch carries that version,
         so the API server refuses it (StatusConflict) when the resource has changed since: a
         status decided on an outdated copy is never written. `status` may be empty: then the
         call only checks that the copy is current."""
@@ -172,7 +178,7 @@ class Kube:
                 raise StatusConflict(f"GenevaBackfill {namespace}/{name} changed since resourceVersion "
                                      f"{resource_version}") from None
             raise
-        return obj["metadata"]["resourceVersion"]
+        return StatusWritten(obj["metadata"]["resourceVersion"], obj.get("status") or {})
 
     # -- Ray pods (without the operator's index: tests, one-off reads)
 

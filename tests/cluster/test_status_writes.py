@@ -24,15 +24,15 @@ def test_a_status_patch_applies_only_to_the_resource_version_it_was_made_for(con
 
     async def main() -> None:
         seen = created["metadata"]["resourceVersion"]
-        written = await kube.patch_backfill_status(namespace, NAME, seen, {"phase": "Pending", "reason": "RunStarted"})
-        assert written != seen
+        written, status = await kube.patch_backfill_status(namespace, NAME, seen, {"phase": "Pending", "reason": "RunStarted"})
+        assert written != seen and status == {"phase": "Pending", "reason": "RunStarted"}
         # A copy from before that write: refused, whatever it would write, even nothing at all.
         for status in ({"phase": "Failed"}, {}):
             with pytest.raises(StatusConflict, match=seen):
                 await kube.patch_backfill_status(namespace, NAME, seen, status)
         # Nothing to write on the current copy: the check alone, which moves nothing.
-        assert await kube.patch_backfill_status(namespace, NAME, written, {}) == written
-        assert await kube.patch_backfill_status(namespace, NAME, written, {"reason": None}) != written
+        assert (await kube.patch_backfill_status(namespace, NAME, written, {})).version == written
+        assert await kube.patch_backfill_status(namespace, NAME, written, {"reason": None}) != (written, {"phase": "Pending"})
 
     asyncio.run(main())
     stored = api.get("backfill", namespace, NAME)

@@ -8,7 +8,7 @@ from typing import Any, Awaitable, Callable, Optional
 
 from aiohttp import web
 
-from geneva_operator.kube import SecretProblem, StatusConflict, Unreadable
+from geneva_operator.kube import SecretProblem, StatusConflict, StatusWritten, Unreadable
 
 TOKEN = "s3cr3t-t0ken-value-0123456789"
 
@@ -124,6 +124,7 @@ class FakeKube:
     def __init__(self) -> None:
         # The GenevaBackfills' resourceVersions, and the status patches the API server took.
         self.versions: dict[tuple[str, str], int] = {}
+        self.statuses: dict[tuple[str, str], dict[str, Any]] = {}  # what the status patches left
         self.status_patches: list[dict[str, Any]] = []
         self.clusters: dict[tuple[str, str], dict[str, Any]] = {}
         self.secrets: dict[tuple[str, str], dict[str, str]] = {}
@@ -167,14 +168,16 @@ class FakeKube:
         return self.clusters.pop((namespace, name), None) is not None
 
     async def patch_backfill_status(self, namespace: str, name: str, resource_version: str,
-                                    status: dict[str, Any]) -> str:
+                                    status: dict[str, Any]) -> StatusWritten:
         current = self.versions.setdefault((namespace, name), 1)
         if resource_version != str(current):
             raise StatusConflict(f"GenevaBackfill {namespace}/{name} changed since resourceVersion {resource_version}")
         self.status_patches.append(copy.deepcopy(status))
         if status:  # a patch that changes nothing leaves the version as it is
             self.versions[(namespace, name)] = current + 1
-        return str(self.versions[(namespace, name)])
+        merged = {**self.statuses.get((namespace, name), {}), **copy.deepcopy(status)}
+        self.statuses[(namespace, name)] = {k: v for k, v in merged.items() if v is not None}
+        return StatusWritten(str(self.versions[(namespace, name)]), copy.deepcopy(self.statuses[(namespace, name)]))
 
     async def read_crd(self, name: str) -> dict[str, Any]:
         self.calls.append(f"crd {name}")

@@ -286,25 +286,41 @@ def test_a_second_backfill_of_the_same_column_waits_until_the_first_ends():
 
 
 def test_a_decision_on_a_body_older_than_the_resource_is_dropped_whole():
-    """A timer holding the body from before the status the create handler just wrote (its watch
-    event not in yet) must not repeat the create handler's transitions: the API server refuses
-    its status patch (the resourceVersion moved), and nothing of the decision is carried out."""
+    """A body from before someone else's write (its watch event not in yet) must not act: the
+    API server refuses its status patch (the resourceVersion moved), and nothing of the
+    decision is carried out."""
+    async def body(fake: FakeRay, url: str, session: aiohttp.ClientSession) -> None:
+        h, kube = harness(url, session, fake)
+        kube.versions[(NS, NAME)] = 7  # written by another writer, not yet seen
+        assert await h.reconcile(persist=False) == {}
+        assert h.events == [] and kube.status_patches == [] and kube.calls.count("create bf-ray") == 0
+        # decided again shortly, on the newer body the watch is bringing
+        assert h.runtime.schedule.due_in(UID) <= backfill.CONFLICT_RETRY_SECONDS
+
+        h.body["metadata"]["resourceVersion"] = "7"  # the watch event arrived
+        await h.reconcile()
+        assert h.status.phase == "Provisioning" and kube.calls.count("create bf-ray") == 1
+
+    run(body)
+
+
+def test_a_reconcile_before_the_watch_brings_our_own_write_decides_on_that_write():
+    """The body a handler holds lags our own status patch until its watch event arrives:
+    the next reconcile decides on what that patch left (the API server's answer), so it
+    neither repeats the transitions nor waits for the watch through 409s."""
     async def body(fake: FakeRay, url: str, session: aiohttp.ClientSession) -> None:
         h, kube = harness(url, session, fake)
 
         first = await h.reconcile(persist=False)
         assert first["phase"] == "Provisioning" and kube.calls.count("create bf-ray") == 1
-        events, written = list(h.events), len(kube.status_patches)
-        kube.clusters.clear()  # so a decision on the old body would create the cluster again
-        assert await h.reconcile(persist=False) == {}
-        assert h.events == events and len(kube.status_patches) == written and kube.calls.count("create bf-ray") == 1
-        # decided again shortly, on the newer body the watch is bringing
-        assert h.runtime.schedule.due_in(UID) <= backfill.CONFLICT_RETRY_SECONDS
-
-        h.catch_up()  # the watch event of our patch arrived
+        events = list(h.events)
+        kube.make_ready(NS, "bf-ray")
+        await h.reconcile(persist=False)  # the body still says nothing at all
+        assert [r for _, r, _ in h.events].count("RunStarted") == 1 and h.events[:len(events)] == events
+        assert kube.calls.count("create bf-ray") == 1 and len(fake.jobs) == 1  # it went on: submitted
+        h.catch_up()  # the watch events arrive: the body is the newest again
         await h.reconcile()
-        assert h.status.phase == "Provisioning" and [r for _, r, _ in h.events].count("RunStarted") == 1
-        assert kube.calls.count("create bf-ray") == 2  # the newer body says: created, yet it is gone
+        assert len(fake.jobs) == 1 and fake.posts == 1 and h.status.job_id in fake.jobs
 
     run(body)
 
