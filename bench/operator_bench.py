@@ -622,7 +622,7 @@ class Bench:
         print("   job backend: in-process stand-in of the Ray Job REST API (bench/opbench/ray_standin.py), "
               "not real Ray: 200 drivers do not fit 2 cores")
         print(f"   jobs run {a.job_seconds:.0f}-{a.job_seconds + a.job_jitter:.0f}s; operator at default intervals "
-              "(provisioning poll 5 s, running poll 10 s, 1 s tick)")
+              "(provisioning poll 5 s, running poll 10 s, progress within 2 s; no ticks: handlers/schedule.py)")
 
         def ratio(x: float, y: float) -> str:
             return f"{x / y:.2f}x" if y and y == y and x == x else "-"

@@ -47,7 +47,7 @@ from .caches import IndexedClusters
 from .columns import column_busy
 from .runtime import ClusterReader, Runtime
 from .schedule import Schedule
-from ..kube import StatusConflict
+from ..kube import StatusConflict, StatusWritten
 from .status import parse_status, status_patch
 
 logger = logging.getLogger(__name__)
@@ -96,14 +96,14 @@ async def reconcile(
             version = meta.get("resourceVersion")
             if changes or decision.actions:  # acting on an outdated body repeats what was done
                 written = await runtime.kube.patch_backfill_status(meta["namespace"], meta["name"], version, changes)
-                memo.written = (version, written)
+                _remember(memo, version, written)
                 version = written.version
             refused = await runtime.execute(observed, decision, token, body)
             if refused is not None:  # an outcome for the next reconcile to observe, not a decision
                 status = status.model_copy(update={"last_action_error": refused})
                 written = await runtime.kube.patch_backfill_status(meta["namespace"], meta["name"], version,
                                                                    status_patch(old, status))
-                memo.written = (version, written)
+                _remember(memo, version, written)
         except StatusConflict:
             # Dropped whole. (On the second patch, only the record of a refusal is lost: the
             # next reconcile takes the action again and meets the refusal again.)
@@ -132,12 +132,20 @@ def _newest(body: Mapping[str, Any], memo: kopf.Memo) -> Mapping[str, Any]:
     written = memo.get("written")
     if written is None:
         return body
-    based_on, (version, status) = written
+    superseded, (version, status) = written
     meta = body["metadata"]
-    if meta.get("resourceVersion") != based_on:
+    if meta.get("resourceVersion") not in superseded:
         memo.written = None  # the watch caught up (or moved past it): the body is the newest
         return body
     return {**body, "metadata": {**meta, "resourceVersion": version}, "status": status}
+
+
+def _remember(memo: kopf.Memo, decided_on: str, written: StatusWritten) -> None:
+    """Keep our last write, and every version it supersedes: the one it was decided on, and,
+    when that was itself our write, those before it (the watch may bring any of them next)."""
+    previous = memo.get("written")
+    superseded = previous[0] if previous is not None and previous[1].version == decided_on else frozenset()
+    memo.written = (superseded | {decided_on} if written.version != decided_on else superseded, written)
 
 
 def _account(body: kopf.Body, old: Mapping[str, Any], new: Any) -> None:

@@ -318,6 +318,9 @@ def test_a_reconcile_before_the_watch_brings_our_own_write_decides_on_that_write
         await h.reconcile(persist=False)  # the body still says nothing at all
         assert [r for _, r, _ in h.events].count("RunStarted") == 1 and h.events[:len(events)] == events
         assert kube.calls.count("create bf-ray") == 1 and len(fake.jobs) == 1  # it went on: submitted
+        fake.jobs[next(iter(fake.jobs))]["status"] = "RUNNING"
+        await h.reconcile(persist=False)  # a third write, the body still at the first version
+        assert kube.statuses[(NS, NAME)]["phase"] == "Running"
         h.catch_up()  # the watch events arrive: the body is the newest again
         await h.reconcile()
         assert len(fake.jobs) == 1 and fake.posts == 1 and h.status.job_id in fake.jobs
