@@ -39,7 +39,7 @@ from typing import Any, Awaitable, Callable, Mapping, Optional
 import kopf
 
 from .. import lifecycle, metrics
-from ..api.models import GROUP, PLURAL, VERSION, Phase
+from ..api.models import GROUP, PLURAL, VERSION, BackfillStatus, Phase
 from ..api.job_contract import ResultReport
 from ..rayjobs import LogFollower, RayJobError, RayUnauthorized
 from ..settings import OperatorSettings
@@ -114,7 +114,7 @@ async def reconcile(
             metrics.RECONCILE_ERRORS.labels(handler=handler).inc()
             raise
         _account(body, old, status)
-        if _scheduled(status.to_wire()):
+        if _has_next_time(status):
             ending = _log_says_over(memo.get("follower"), status.job_id)
             runtime.schedule.at(meta["uid"], _next_look(runtime.settings, decision, refused is not None, ending))
         else:
@@ -174,10 +174,14 @@ def _next_look(settings: OperatorSettings, decision: lifecycle.Decision, at_once
     return settings.poll_interval_seconds if running else settings.provisioning_poll_seconds
 
 
+def _has_next_time(status: BackfillStatus) -> bool:
+    """Whether the state has a next time: it polls, or waits for a cleanup TTL."""
+    return lifecycle.polls(status) or lifecycle.waits_for_cleanup(status)
+
+
 def _scheduled(status: Mapping[str, Any], **_: Any) -> bool:
-    """Whether the stored state has a next time: it polls, or waits for a cleanup TTL."""
-    parsed = parse_status(status)
-    return lifecycle.polls(parsed) or lifecycle.waits_for_cleanup(parsed)
+    """_has_next_time of the stored status (kopf's filter of the schedule's daemon)."""
+    return _has_next_time(parse_status(status))
 
 
 def _job_submitted(status: Mapping[str, Any], **_: Any) -> bool:
