@@ -198,7 +198,15 @@ async def on_change(body: kopf.Body, memo: kopf.Memo, ray_clusters: kopf.Index, 
         raise kopf.TemporaryError("the resource changed while it was reconciled", delay=1)
 
 
-@kopf.daemon(GROUP, VERSION, PLURAL, when=_scheduled, cancellation_timeout=1.0)
+# kopf stops the schedule's daemon when the watch brings a status without a next time: often
+# the one its own reconcile has just written, while that reconcile still awaits the API
+# server's answer. It is asked first (the daemon leaves between reconciles) and cancelled
+# only after this long; a reconcile under way is shielded even then (_to_the_end).
+DAEMON_STOP_GRACE_SECONDS = 10.0
+
+
+@kopf.daemon(GROUP, VERSION, PLURAL, when=_scheduled, cancellation_backoff=DAEMON_STOP_GRACE_SECONDS,
+             cancellation_timeout=1.0)
 async def reconcile_when_due(body: kopf.Body, memo: kopf.Memo, stopped: kopf.DaemonStopped, logger: logging.Logger,
                              ray_clusters: kopf.Index, backfill_columns: kopf.Index, ray_pods: kopf.Index,
                              **_: Any) -> None:
@@ -210,7 +218,8 @@ async def reconcile_when_due(body: kopf.Body, memo: kopf.Memo, stopped: kopf.Dae
     try:
         while await schedule.until_due(uid, stop):
             try:
-                await reconcile(body, memo, "scheduled", IndexedClusters(ray_clusters, ray_pods), backfill_columns)
+                await _to_the_end(reconcile(body, memo, "scheduled", IndexedClusters(ray_clusters, ray_pods),
+                                            backfill_columns))
             except Exception:
                 logger.exception("scheduled reconcile failed; again in %.0f s", ERROR_RETRY_SECONDS)
                 schedule.at(uid, ERROR_RETRY_SECONDS)
@@ -218,6 +227,24 @@ async def reconcile_when_due(body: kopf.Body, memo: kopf.Memo, stopped: kopf.Dae
         stop.cancel()
         # Settled, deleted or paused: a daemon started again later (or a reconcile) sets it anew.
         schedule.drop(uid)
+
+
+async def _to_the_end(work: Awaitable[bool]) -> bool:
+    """Await one reconcile, which runs to its end even if the daemon awaiting it is cancelled.
+    Its status is written before its actions are taken: cut off between the two, it would
+    skip what was decided with that status (the ClusterDeleted Event, the JobSucceeded one),
+    and no later reconcile decides them again, since the status already says they happened."""
+    task = asyncio.ensure_future(work)
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        task.add_done_callback(_log_orphan)
+        raise
+
+
+def _log_orphan(task: "asyncio.Future[bool]") -> None:
+    if not task.cancelled() and task.exception() is not None:
+        logger.error("a reconcile that outlived its daemon failed", exc_info=task.exception())
 
 
 def _news(schedule: Schedule, uid: str, progress_interval: float) -> Callable[[bool], None]:

@@ -647,6 +647,49 @@ def test_the_schedule_daemon_reconciles_when_due_and_leaves_when_stopped():
     run(body)
 
 
+def test_the_actions_decided_with_a_status_are_taken_when_kopf_cancels_the_daemon_during_its_write():
+    """kopf cancels the schedule's daemon once the watch shows a status without a next time,
+    which is often the status its reconcile is still writing. The ClusterDeleted Event is
+    decided only once (the written status says the cleanup is done): cut off, it is lost."""
+    async def body(fake: FakeRay, url: str, session: aiohttp.ClientSession) -> None:
+        h, kube = harness(url, session, fake, cleanup={"policy": "Always", "ttlSecondsAfterFinished": 0})
+        await h.provision()
+        await h.reconcile()
+        fake.jobs[h.status.job_id]["status"] = "SUCCEEDED"
+        await h.reconcile()  # Succeeded, the TTL is up: ...
+        await h.reconcile()  # ... the cluster is deleted
+        assert (NS, "bf-ray") not in kube.clusters and backfill._scheduled(status=h.body["status"])
+        h.events.clear()
+
+        write, writing, answered = kube.patch_backfill_status, asyncio.Event(), asyncio.Event()
+
+        async def slow_answer(*args: Any) -> Any:
+            written = await write(*args)  # the API server has it; the watch may show it first
+            writing.set()
+            await answered.wait()
+            return written
+        kube.patch_backfill_status = slow_answer
+        h.runtime.schedule.at(UID, 0.0)
+        daemon = asyncio.ensure_future(backfill.reconcile_when_due(
+            body=h.body, memo=h.memo, stopped=_DaemonStopped(), logger=logging.getLogger("test"),
+            ray_clusters=kube.index(), backfill_columns={}, ray_pods=kube.pod_index()))
+        await asyncio.wait_for(writing.wait(), timeout=5)
+        daemon.cancel()  # the watch brought the settled status: kopf stops the daemon
+        with pytest.raises(asyncio.CancelledError):
+            await daemon
+        answered.set()
+        for _ in range(100):
+            await asyncio.sleep(0.01)
+            if h.events:
+                break
+        assert [reason for _, reason, _ in h.events] == ["ClusterDeleted"]
+        h.catch_up()
+        assert lifecycle.condition(h.status, "ClusterReady").reason == "Deleted"
+        assert not backfill._scheduled(status=h.body["status"])
+
+    run(body)
+
+
 def test_status_patch_sets_changes_and_removes_stale_keys():
     old = {"phase": "Running", "jobId": "j", "logTail": "x", "foreign": 1}
     new = BackfillStatus(phase="Failed", job_id="j", attempts=1)
