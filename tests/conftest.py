@@ -28,6 +28,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from tests.sigterm import pytest_sessionstart  # noqa: E402,F401 - a SIGTERM tears down like Ctrl-C
 from tests.controlplane.harness import (  # noqa: E402
     Cluster,
     ControlPlane,
