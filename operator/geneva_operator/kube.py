@@ -8,7 +8,8 @@ so a thread per call in Python's default executor costs nothing that matters. Ev
 through `kopf.event`; of the GenevaBackfill, this module only writes the status (see
 patch_backfill_status: kopf's own status patch cannot carry a resourceVersion).
 
-Permissions used here: genevabackfills/status patch; rayclusters.ray.io get/create/patch/delete
+Permissions used here: genevabackfills get (a fresh copy after a refused status patch),
+genevabackfills/status patch; rayclusters.ray.io get/create/patch/delete
 (list/watch: the index in handlers/caches.py); pods list (watch: the Ray pod index); secrets get;
 get on the one CustomResourceDefinition rayclusters.ray.io (what the installed KubeRay supports).
 """
@@ -179,6 +180,17 @@ class Kube:
                                      f"{resource_version}") from None
             raise
         return StatusWritten(obj["metadata"]["resourceVersion"], obj.get("status") or {})
+
+    async def get_backfill(self, namespace: str, name: str) -> Optional[dict[str, Any]]:
+        """The resource as the API server has it now (a quorum read, not a watch's copy);
+        None when it is gone."""
+        try:
+            return await asyncio.to_thread(self._custom.get_namespaced_custom_object, GROUP, VERSION, namespace,
+                                           PLURAL, name)
+        except ApiException as e:
+            if e.status == 404:
+                return None
+            raise
 
     # -- Ray pods (without the operator's index: tests, one-off reads)
 

@@ -1,7 +1,8 @@
 """How the operator writes a GenevaBackfill's status (kube.Kube.patch_backfill_status), against
 the real API server: a merge patch of the status subresource that carries the resourceVersion
 the status was decided on, so a decision made on an outdated copy of the resource is refused
-(the handlers then drop it whole, see handlers/backfill.py)."""
+(the handlers then drop it whole and decide again on a fresh read, kube.Kube.get_backfill;
+see handlers/backfill.py)."""
 from __future__ import annotations
 
 import asyncio
@@ -32,7 +33,13 @@ def test_a_status_patch_applies_only_to_the_resource_version_it_was_made_for(con
                 await kube.patch_backfill_status(namespace, NAME, seen, status)
         # Nothing to write on the current copy: the check alone, which moves nothing.
         assert (await kube.patch_backfill_status(namespace, NAME, written, {})).version == written
-        assert await kube.patch_backfill_status(namespace, NAME, written, {"reason": None}) != (written, {"phase": "Pending"})
+        last = await kube.patch_backfill_status(namespace, NAME, written, {"reason": None})
+        assert last != (written, {"phase": "Pending"})
+        # The fresh read after a refusal: the resource as the last write left it; None once gone.
+        fresh = await kube.get_backfill(namespace, NAME)
+        assert fresh["metadata"]["resourceVersion"] == last.version and fresh["status"] == last.status
+        assert fresh["spec"] == created["spec"]
+        assert await kube.get_backfill(namespace, "no-such-backfill") is None
 
     asyncio.run(main())
     stored = api.get("backfill", namespace, NAME)

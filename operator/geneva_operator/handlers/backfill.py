@@ -22,11 +22,12 @@ backfill back while another one writes its column.
 All reconciles of one resource take its lock (kopf runs daemons and change handlers
 concurrently). The decided status is written before the actions are taken, with the
 resourceVersion of the body it was decided on (kube.patch_backfill_status). A handler may
-hold a body older than the status the previous reconcile wrote (its watch event not in
-yet): the API server then refuses the write, and the whole decision, actions included, is
-dropped. The newer version's watch event brings the body to decide on again: the
-schedule's daemon looks again after CONFLICT_RETRY_SECONDS (its body is kopf's live one), a
-change handler through kopf's retry (TemporaryError).
+hold a body older than the resource (kopf's own annotation writes, a user's edit, our last
+status write: their watch events not in yet): the API server then refuses the write, and
+the whole decision, actions included, is dropped. It is decided again at once on a fresh
+read of the resource, not on the watch's copy whenever it comes; a resource that keeps
+changing under that is left to the next version's watch event (the schedule's daemon looks
+again after CONFLICT_RETRY_SECONDS, a change handler through kopf's retry).
 """
 from __future__ import annotations
 
@@ -54,7 +55,11 @@ logger = logging.getLogger(__name__)
 
 # How often the log daemon looks for a job id, or for a broken log stream to reconnect.
 TICK_SECONDS = 1.0
-# A decision dropped for an outdated body: its newer version's watch event is on its way.
+# A status patch refused for an outdated body: read the resource afresh and decide again on
+# that, up to this many times in one reconcile, rather than wait for the watch to bring the
+# newer version (under load it lags by seconds). Beyond that the resource is being written
+# faster than decided on: look again after CONFLICT_RETRY_SECONDS.
+CONFLICT_REREADS = 2
 CONFLICT_RETRY_SECONDS = 0.2
 # The job's log ended or holds its result line, yet Ray still says RUNNING (its driver is
 # exiting, its supervisor not yet done): look again this soon, not after the poll interval.
@@ -79,41 +84,32 @@ async def reconcile(
     body: kopf.Body, memo: kopf.Memo, handler: str, clusters: Optional[ClusterReader] = None,
     columns: Optional[Mapping[Any, Any]] = None,
 ) -> bool:
-    """One reconcile; False when dropped because `body` is older than the resource (see the
+    """One reconcile; False when dropped because the resource kept changing under it (see the
     module docstring). `clusters` and `columns` are the operator's indexes (RayClusters; who
     claims which column)."""
     runtime: Runtime = memo.runtime
-    async with _lock(memo), runtime.schedule.running(body["metadata"]["uid"]):
+    meta = body["metadata"]
+    async with _lock(memo), runtime.schedule.running(meta["uid"]):
         body = _newest(body, memo)
-        meta = body["metadata"]
-        old: Mapping[str, Any] = body.get("status") or {}
-        try:
-            column = column_busy(body, columns, memo) if columns is not None else None
-            observed, token = await runtime.observe(body, memo, clusters=clusters, column=column)
-            decision = lifecycle.decide(observed)
-            status = decision.status
-            changes = status_patch(old, status)
-            version = meta.get("resourceVersion")
-            if changes or decision.actions:  # acting on an outdated body repeats what was done
-                written = await runtime.kube.patch_backfill_status(meta["namespace"], meta["name"], version, changes)
-                _remember(memo, version, written)
-                version = written.version
-            refused = await runtime.execute(observed, decision, token, body)
-            if refused is not None:  # an outcome for the next reconcile to observe, not a decision
-                status = status.model_copy(update={"last_action_error": refused})
-                written = await runtime.kube.patch_backfill_status(meta["namespace"], meta["name"], version,
-                                                                   status_patch(old, status))
-                _remember(memo, version, written)
-        except StatusConflict:
-            # Dropped whole. (On the second patch, only the record of a refusal is lost: the
-            # next reconcile takes the action again and meets the refusal again.)
-            logger.debug("%s: %s; deciding again on the newer version", handler, meta["name"])
-            runtime.schedule.sooner(meta["uid"], CONFLICT_RETRY_SECONDS)
-            return False
-        except Exception:
-            metrics.RECONCILE_ERRORS.labels(handler=handler).inc()
-            raise
-        _account(body, old, status)
+        for rereads in range(CONFLICT_REREADS + 1):
+            try:
+                decision, status, refused = await _decide_and_act(runtime, body, memo, clusters, columns)
+                break
+            except StatusConflict:
+                pass
+            except Exception:
+                metrics.RECONCILE_ERRORS.labels(handler=handler).inc()
+                raise
+            if rereads == CONFLICT_REREADS:
+                logger.debug("%s: %s kept changing; deciding again on the next version", handler, meta["name"])
+                runtime.schedule.sooner(meta["uid"], CONFLICT_RETRY_SECONDS)
+                return False
+            fresh = await runtime.kube.get_backfill(meta["namespace"], meta["name"])
+            if fresh is None:
+                return True  # deleted meanwhile: kopf hands it to on_delete
+            _remember(memo, body["metadata"]["resourceVersion"], fresh)
+            body = fresh
+        _account(body, body.get("status") or {}, status)
         if _has_next_time(status):
             ending = _log_says_over(memo.get("follower"), status.job_id)
             runtime.schedule.at(meta["uid"], _next_look(runtime.settings, decision, refused is not None, ending))
@@ -122,30 +118,70 @@ async def reconcile(
     return True
 
 
+async def _decide_and_act(
+    runtime: Runtime, body: Mapping[str, Any], memo: kopf.Memo, clusters: Optional[ClusterReader],
+    columns: Optional[Mapping[Any, Any]],
+) -> tuple[lifecycle.Decision, BackfillStatus, Optional[Any]]:
+    """Observe, decide, write the status, act. StatusConflict when `body` is outdated: then
+    nothing was written or done."""
+    meta = body["metadata"]
+    old: Mapping[str, Any] = body.get("status") or {}
+    column = column_busy(body, columns, memo) if columns is not None else None
+    observed, token = await runtime.observe(body, memo, clusters=clusters, column=column)
+    decision = lifecycle.decide(observed)
+    status = decision.status
+    changes = status_patch(old, status)
+    version = meta.get("resourceVersion")
+    if changes or decision.actions:  # acting on an outdated body repeats what was done
+        written = await runtime.kube.patch_backfill_status(meta["namespace"], meta["name"], version, changes)
+        version = _remember(memo, version, _with_status(body, written))
+    refused = await runtime.execute(observed, decision, token, body)
+    if refused is not None:  # an outcome for the next reconcile to observe, not a decision
+        status = status.model_copy(update={"last_action_error": refused})
+        try:
+            written = await runtime.kube.patch_backfill_status(meta["namespace"], meta["name"], version,
+                                                               status_patch(old, status))
+        except StatusConflict:
+            # Only the record of the refusal is lost: the next reconcile takes the action again
+            # and meets the refusal again. (Decided again now, it would act twice.)
+            logger.debug("%s: the record of a refused %s was outdated", meta["name"], refused.action)
+        else:
+            _remember(memo, version, _with_status(body, written))
+    return decision, status, refused
+
+
+def _with_status(body: Mapping[str, Any], written: StatusWritten) -> dict[str, Any]:
+    """`body` as the API server's answer to our status patch left it."""
+    return {**body, "metadata": {**body["metadata"], "resourceVersion": written.version}, "status": written.status}
+
+
 def _newest(body: Mapping[str, Any], memo: kopf.Memo) -> Mapping[str, Any]:
     """The newest copy of the resource known: `body`, or, while the watch has not yet brought
-    our own last status write, `body` with that write's status and resourceVersion (from the
-    API server's answer to it). Deciding on `body` then would only earn a 409 and a retry,
-    for as long as the watch lags (the operator benchmark saw 8k such 409s at 1000 backfills,
-    and they made most of the status lag). If anyone else wrote meanwhile, the next patch is
-    refused as before."""
-    written = memo.get("written")
-    if written is None:
+    what our own last status write (or a fresh read after a refused one) returned, that copy.
+    Deciding on `body` then would only earn a 409 and a retry for as long as the watch lags
+    (the operator benchmark saw 8k such 409s at 1000 backfills, most of the status lag then).
+    If anyone else wrote meanwhile, the next patch is refused as before."""
+    newest = memo.get("newest")
+    if newest is None:
         return body
-    superseded, (version, status) = written
-    meta = body["metadata"]
-    if meta.get("resourceVersion") not in superseded:
-        memo.written = None  # the watch caught up (or moved past it): the body is the newest
+    superseded, copy = newest
+    if body["metadata"].get("resourceVersion") not in superseded:
+        memo.newest = None  # the watch caught up (or moved past it): the body is the newest
         return body
-    return {**body, "metadata": {**meta, "resourceVersion": version}, "status": status}
+    return copy
 
 
-def _remember(memo: kopf.Memo, decided_on: str, written: StatusWritten) -> None:
-    """Keep our last write, and every version it supersedes: the one it was decided on, and,
-    when that was itself our write, those before it (the watch may bring any of them next)."""
-    previous = memo.get("written")
-    superseded = previous[0] if previous is not None and previous[1].version == decided_on else frozenset()
-    memo.written = (superseded | {decided_on} if written.version != decided_on else superseded, written)
+def _remember(memo: kopf.Memo, decided_on: str, copy: Mapping[str, Any]) -> str:
+    """Keep `copy`, what a write decided on version `decided_on` returned (or what a fresh read
+    after its refusal did), and every version it supersedes: `decided_on`, and, when that was
+    itself the copy kept, those before it (the watch may bring any of them next). Returns the
+    copy's version."""
+    previous = memo.get("newest")
+    version = copy["metadata"]["resourceVersion"]
+    chain = previous[0] if previous is not None and previous[1]["metadata"]["resourceVersion"] == decided_on \
+        else frozenset()
+    memo.newest = (chain | {decided_on} if version != decided_on else chain, copy)
+    return version
 
 
 def _account(body: kopf.Body, old: Mapping[str, Any], new: Any) -> None:
@@ -180,8 +216,14 @@ def _has_next_time(status: BackfillStatus) -> bool:
 
 
 def _scheduled(status: Mapping[str, Any], **_: Any) -> bool:
-    """_has_next_time of the stored status (kopf's filter of the schedule's daemon)."""
-    return _has_next_time(parse_status(status))
+    """_has_next_time of the stored status (kopf's filter of the schedule's daemon). A resource
+    no reconcile has written a state for yet has no daemon: its create (or, after a restart,
+    resume) handler reconciles it first. kopf spawns daemons in the very cycle that adds its
+    finalizer, so one there would reconcile beside that handler, and its status write would
+    make kopf's finalizer patch fail (the operator benchmark saw one such 422 and one 409 per
+    new backfill)."""
+    stored = parse_status(status)
+    return stored.state is not None and _has_next_time(stored)
 
 
 def _job_submitted(status: Mapping[str, Any], **_: Any) -> bool:

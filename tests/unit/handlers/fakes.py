@@ -130,6 +130,10 @@ class FakeKube:
         self.secrets: dict[tuple[str, str], dict[str, str]] = {}
         self.pods: dict[tuple[str, str], list[dict[str, Any]]] = {}  # (namespace, cluster) -> pods
         self.calls: list[str] = []
+        # The GenevaBackfills as their users wrote them (get_backfill adds version and status);
+        # racing: someone writes each one again right after every read of it.
+        self.backfills: dict[tuple[str, str], dict[str, Any]] = {}
+        self.racing = False
         self.slow_delete = False  # a delete only marks the cluster (KubeRay removing its pods)
         self.crd: Optional[dict[str, Any]] = NEWEST_CRD  # None: the operator may not read it (403)
 
@@ -178,6 +182,18 @@ class FakeKube:
         merged = {**self.statuses.get((namespace, name), {}), **copy.deepcopy(status)}
         self.statuses[(namespace, name)] = {k: v for k, v in merged.items() if v is not None}
         return StatusWritten(str(self.versions[(namespace, name)]), copy.deepcopy(self.statuses[(namespace, name)]))
+
+    async def get_backfill(self, namespace: str, name: str) -> Optional[dict[str, Any]]:
+        self.calls.append(f"get backfill {name}")
+        stored = self.backfills.get((namespace, name))
+        if stored is None:
+            return None
+        found = copy.deepcopy(stored)
+        found["metadata"]["resourceVersion"] = str(self.versions.setdefault((namespace, name), 1))
+        found["status"] = copy.deepcopy(self.statuses.get((namespace, name), stored.get("status") or {}))
+        if self.racing:
+            self.versions[(namespace, name)] += 1
+        return found
 
     async def read_crd(self, name: str) -> dict[str, Any]:
         self.calls.append(f"crd {name}")

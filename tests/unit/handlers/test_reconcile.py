@@ -65,6 +65,7 @@ class Harness:
                          "creationTimestamp": "2026-01-01T00:00:00Z"},
             "spec": spec_wire(**spec_over), "status": {},
         }
+        kube.backfills[(NS, NAME)] = self.body  # what a fresh read finds (FakeKube.get_backfill)
         self.events: list[tuple[str, str, str]] = []
         self.seen_patches = 0  # of kube.status_patches, those the body shows
         self.runtime = self.new_runtime(url, session)
@@ -285,21 +286,64 @@ def test_a_second_backfill_of_the_same_column_waits_until_the_first_ends():
     run(body)
 
 
-def test_a_decision_on_a_body_older_than_the_resource_is_dropped_whole():
+def test_a_new_backfill_gets_the_schedules_daemon_only_once_its_first_reconcile_wrote_a_state():
+    # The create handler's reconcile comes first; a daemon beside it would race it.
+    async def body(fake: FakeRay, url: str, session: aiohttp.ClientSession) -> None:
+        h, kube = harness(url, session, fake)
+        assert not backfill._scheduled(status={})
+        assert not backfill._scheduled(status={"phase": "Running", "jobId": "j"})  # an older operator's: resumed
+        await backfill.on_change(body=h.body, memo=h.memo, ray_clusters=kube.index(), backfill_columns={},
+                                 ray_pods=kube.pod_index())
+        h.catch_up()
+        assert h.status.phase == "Provisioning" and backfill._scheduled(status=h.body["status"])
+
+    run(body)
+
+
+def test_a_decision_on_a_body_older_than_the_resource_is_decided_again_on_a_fresh_read():
     """A body from before someone else's write (its watch event not in yet) must not act: the
-    API server refuses its status patch (the resourceVersion moved), and nothing of the
-    decision is carried out."""
+    API server refuses its status patch (the resourceVersion moved), and nothing of that
+    decision is carried out. The reconcile reads the resource and decides again at once,
+    rather than wait for the watch, which under load lags by seconds."""
     async def body(fake: FakeRay, url: str, session: aiohttp.ClientSession) -> None:
         h, kube = harness(url, session, fake)
         kube.versions[(NS, NAME)] = 7  # written by another writer, not yet seen
-        assert await h.reconcile(persist=False) == {}
-        assert h.events == [] and kube.status_patches == [] and kube.calls.count("create bf-ray") == 0
-        # decided again shortly, on the newer body the watch is bringing
-        assert h.runtime.schedule.due_in(UID) <= backfill.CONFLICT_RETRY_SECONDS
+        assert await backfill.reconcile(h.body, h.memo, "test", IndexedClusters(kube.index(), kube.pod_index()))
+        assert kube.calls.count("get backfill bf") == 1 and kube.calls.count("create bf-ray") == 1
+        assert [p.get("phase") for p in kube.status_patches] == ["Provisioning"]  # the one decided on version 7
+        assert [r for _, r, _ in h.events].count("RunStarted") == 1
 
-        h.body["metadata"]["resourceVersion"] = "7"  # the watch event arrived
+        h.body["metadata"]["resourceVersion"] = "7"  # the watch brings version 7 later: older than our write
+        await h.reconcile()
+        assert kube.calls.count("create bf-ray") == 1 and [r for _, r, _ in h.events].count("RunStarted") == 1
+
+    run(body)
+
+
+def test_a_resource_that_keeps_changing_under_the_decision_is_left_to_its_next_version():
+    async def body(fake: FakeRay, url: str, session: aiohttp.ClientSession) -> None:
+        h, kube = harness(url, session, fake)
+        kube.versions[(NS, NAME)], kube.racing = 7, True  # every fresh read is outdated at once
+        assert not await backfill.reconcile(h.body, h.memo, "test", IndexedClusters(kube.index(), kube.pod_index()))
+        assert kube.calls.count("get backfill bf") == backfill.CONFLICT_REREADS
+        assert h.events == [] and kube.status_patches == [] and kube.calls.count("create bf-ray") == 0
+        assert h.runtime.schedule.due_in(UID) <= backfill.CONFLICT_RETRY_SECONDS  # decided again shortly
+
+        kube.racing = False
+        h.body["metadata"]["resourceVersion"] = str(kube.versions[(NS, NAME)])  # the writer stopped
         await h.reconcile()
         assert h.status.phase == "Provisioning" and kube.calls.count("create bf-ray") == 1
+
+    run(body)
+
+
+def test_a_decision_for_a_backfill_deleted_meanwhile_is_dropped():
+    async def body(fake: FakeRay, url: str, session: aiohttp.ClientSession) -> None:
+        h, kube = harness(url, session, fake)
+        kube.versions[(NS, NAME)] = 7
+        del kube.backfills[(NS, NAME)]  # gone: kopf's delete handling takes it from here
+        assert await backfill.reconcile(h.body, h.memo, "test", IndexedClusters(kube.index(), kube.pod_index()))
+        assert kube.status_patches == [] and not kube.clusters and h.events == []
 
     run(body)
 
@@ -343,7 +387,8 @@ def test_actions_wait_for_their_status_to_be_written_even_when_it_does_not_chang
         written = len(kube.status_patches)
         await h.reconcile()
         assert kube.calls.count("patch bf-ray") == 1 and kube.status_patches[written:] == [{}]
-        kube.versions[(NS, NAME)] += 1  # someone else wrote: our body is outdated
+        kube.versions[(NS, NAME)] += 1  # someone else writes, and keeps writing: our body is outdated
+        kube.racing = True
         assert not await backfill.reconcile(h.body, h.memo, "test", IndexedClusters(kube.index(), kube.pod_index()))
         assert kube.calls.count("patch bf-ray") == 1
 
@@ -354,11 +399,12 @@ def test_a_change_handler_on_an_outdated_body_is_retried_by_kopf():
     # A settled resource has no timer: only kopf's retry of the handler decides again.
     async def body(fake: FakeRay, url: str, session: aiohttp.ClientSession) -> None:
         h, kube = harness(url, session, fake)
-        kube.versions[(NS, NAME)] = 7
+        kube.versions[(NS, NAME)], kube.racing = 7, True
         with pytest.raises(kopf.TemporaryError):
             await backfill.on_change(body=h.body, memo=h.memo, ray_clusters=kube.index(), backfill_columns={},
                                      ray_pods=kube.pod_index())
         assert not kube.clusters and not h.events
+        kube.racing = False
         h.catch_up()
         await backfill.on_change(body=h.body, memo=h.memo, ray_clusters=kube.index(), backfill_columns={},
                                  ray_pods=kube.pod_index())
