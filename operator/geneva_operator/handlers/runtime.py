@@ -97,7 +97,7 @@ class Runtime:
         if spec is not None and needs.inputs and not deleting:
             observed = replace(observed, kuberay=kuberay_problem(unsupported(spec, await self.kuberay.get())))
         if needs.cluster and spec is not None:
-            cluster = await self._observe_cluster(observed, spec, clusters or self.kube)
+            cluster = await self._observe_cluster(observed, spec, clusters or self.kube, memo)
         else:
             cluster = None
         job = None
@@ -130,7 +130,8 @@ class Runtime:
             features=await self.kuberay.get(),
         )
 
-    async def _observe_cluster(self, observed: Observed, spec: BackfillSpec, clusters: ClusterReader) -> ClusterView:
+    async def _observe_cluster(self, observed: Observed, spec: BackfillSpec, clusters: ClusterReader,
+                               memo: Any = None) -> ClusterView:
         obj = await clusters.get_ray_cluster(observed.namespace, observed.cluster_name)
         if obj is None:
             return ClusterView(exists=False)
@@ -143,11 +144,26 @@ class Runtime:
         problem = None if observed.deleting else pod_problem(pods)
         # A spec this KubeRay cannot serve has no desired cluster (the backfill fails on it).
         if owned and not observed.deleting and observed.kuberay is None:
-            desired = await self.desired_cluster(observed)
-            patch = in_place_patch(obj, desired)
-            recreate = tuple(needs_recreate(obj, desired))
+            patch, recreate = await self._cluster_drift(observed, obj, memo)
         return ClusterView(exists=True, ready=ready, owned=owned, deleting=deleting, message=message, patch=patch,
                            recreate=recreate, image=head_image(obj), pod_problem=problem)
+
+    async def _cluster_drift(self, observed: Observed, obj: Mapping[str, Any],
+                             memo: Any) -> tuple[Optional[dict[str, Any]], tuple[str, ...]]:
+        """How our RayCluster `obj` differs from what the spec asks: the in-place patch and the
+        fields that need a recreate. Remembered per (generation, the cluster's resourceVersion,
+        KubeRay's features), which is all it depends on: building the desired cluster and
+        comparing took a sixth of the operator's CPU at 1000 backfills, one per reconcile."""
+        features = await self.kuberay.get()
+        key = (observed.generation, obj.get("metadata", {}).get("resourceVersion"), features)
+        known = memo.get("cluster_drift") if memo is not None else None
+        if known is not None and known[0] == key and key[1] is not None:
+            return known[1], known[2]
+        desired = await self.desired_cluster(observed)
+        patch, recreate = in_place_patch(obj, desired), tuple(needs_recreate(obj, desired))
+        if memo is not None:
+            memo["cluster_drift"] = (key, patch, recreate)
+        return patch, recreate
 
     def ray(self, observed: Observed, token: Optional[BearerToken]) -> RayJobClient:
         return RayJobClient(

@@ -211,6 +211,33 @@ def test_an_active_reconcile_reads_clusters_from_the_index_and_the_token_once():
     run(body)
 
 
+def test_the_desired_cluster_is_built_again_only_when_the_spec_or_the_cluster_changed():
+    async def body(fake: FakeRay, url: str, session: aiohttp.ClientSession) -> None:
+        h, kube = harness(url, session, fake)
+        await h.provision()
+        built, build = [], h.runtime.desired_cluster
+
+        async def counted(observed: Any) -> dict[str, Any]:
+            built.append(observed.generation)
+            return await build(observed)
+        h.runtime.desired_cluster = counted
+        kube.clusters[(NS, "bf-ray")]["metadata"]["resourceVersion"] = "10"
+        for _ in range(4):
+            await h.reconcile()
+        assert h.status.job_id in fake.jobs and len(built) == 1
+        [group] = kube.clusters[(NS, "bf-ray")]["spec"]["workerGroupSpecs"]
+        group["maxReplicas"] += 1  # someone scaled it: a new version of the cluster
+        kube.clusters[(NS, "bf-ray")]["metadata"]["resourceVersion"] = "11"
+        await h.reconcile()
+        assert len(built) == 2 and kube.calls.count("patch bf-ray") == 1  # seen, and put back
+        h.body["spec"]["cluster"] = {"head": {"cpu": "3"}}  # a spec change: a new generation
+        h.body["metadata"]["generation"] = 2
+        await h.reconcile()
+        assert built[-1] == 2
+
+    run(body)
+
+
 def test_a_rotated_token_is_re_read_when_ray_refuses_the_cached_one():
     async def body(fake: FakeRay, url: str, session: aiohttp.ClientSession) -> None:
         h, kube = harness(url, session, fake, token="the-old-token")
