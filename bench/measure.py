@@ -63,12 +63,14 @@ def udf_seconds(db: Path, udf: str, batch_size: int = 4096) -> float:
 
 class PeakRSS:
     """This process's peak resident set over a block: the kernel's high-water mark (VmHWM),
-    reset on entry through /proc/self/clear_refs."""
+    reset on entry through /proc/self/clear_refs; and what was resident at entry (`start`),
+    so that the block's own growth (bytes - start) shows apart from what earlier work in
+    the process left resident (the in-process floor's Arrow buffers, Ray's driver)."""
 
     def __enter__(self) -> "PeakRSS":
         with open("/proc/self/clear_refs", "w") as f:
             f.write("5")
-        self.bytes = 0
+        self.bytes, self.start = 0, _status_kb("VmRSS") * 1024
         return self
 
     def __exit__(self, *exc) -> None:

@@ -73,7 +73,7 @@ def engine_run(udf: str, keep: list, watch_checkpoints: bool = False):
             else:
                 res = []
                 secs = run_engine(db, udf, res)
-        rec.update(seconds=secs, peak_rss=rss.bytes, commits=res[0].commits, work=work.seconds)
+        rec.update(seconds=secs, peak_rss=rss.bytes, start_rss=rss.start, commits=res[0].commits, work=work.seconds)
         keep.append(rec)
         return secs
 
@@ -137,14 +137,16 @@ def section_rows(args, work: Path, out: dict) -> None:
     out["rows"] = rows_out
     head(f"Growth in rows: {args.row_fragments} fragments, trivial udf, {args.cpus} Ray CPUs, best of {args.repeat}",
          f"{'rows':>11} {'floor s':>8} {'engine s':>9} {'eng/floor':>9} {'engine rows/s':>13} "
-         f"{'driver peak RSS MB':>18} {'ckpt KB (files)':>16}  engine/floor run by run")
+         f"{'driver peak RSS MB':>18} {'its growth MB':>13} {'ckpt KB (files)':>16}  engine/floor run by run")
     for r in rows_out:
         e, fl = min(r["engine"], default=None), min(r["floor"], default=None)
         rss = max((k["peak_rss"] for k in r["runs"]), default=None)
+        grew = max((k["peak_rss"] - k["start_rss"] for k in r["runs"]), default=None)
         last = r["runs"][-1] if r["runs"] else None
         ck = f"{last['ckpt_bytes'] / 1024:.1f} ({last['ckpt_files']})" if last else "-"
         print(f"{r['rows']:>11,} {fmt(fl, '8.3f')} {fmt(e, '9.3f')} {fmt(e / fl if e and fl else None, '9.2f')} "
-              f"{fmt(r['rows'] / e if e else None, '13,.0f')} {fmt(rss / MB if rss else None, '18.0f')} {ck:>16}  "
+              f"{fmt(r['rows'] / e if e else None, '13,.0f')} {fmt(rss / MB if rss else None, '18.0f')} "
+              f"{fmt(grew / MB if grew is not None else None, '13.0f')} {ck:>16}  "
               f"{pairs(r['engine'], r['floor'])}")
     worst = max((min(r["engine"]) / min(r["floor"]) for r in rows_out if r["engine"] and r["floor"]), default=None)
     if worst is not None:
@@ -153,7 +155,9 @@ def section_rows(args, work: Path, out: dict) -> None:
     if big:
         rss = max(k["peak_rss"] for k in big["runs"]) / MB
         print(f"target driver peak RSS <= 500 MB at {big['rows']:,} rows: {'PASS' if rss <= 500 else 'MISS'} ({rss:.0f} MB; "
-              "the driver process's whole high-water mark during the run: Ray's driver and imports included)")
+              "the driver process's whole high-water mark during the run: Ray's driver, the imports and what the "
+              f"floor run before it left resident included; the engine run's own growth at most "
+              f"{max(k['peak_rss'] - k['start_rss'] for k in big['runs']) / MB:.0f} MB)")
     print(f"load avg {measure.load_average()}")
 
 
