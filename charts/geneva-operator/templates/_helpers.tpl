@@ -106,7 +106,8 @@ rayRunner.namespaces, else watchNamespaces, else the release namespace. Comma-jo
 
 {{/*
 The operator's namespaced permissions. Least privilege, one rule per need:
-- genevabackfills: watch them, patch kopf's finalizer and last-handled annotation.
+- genevabackfills: watch them, get one afresh after a refused status write, patch kopf's
+  finalizer and last-handled annotation.
 - genevabackfills/status: phase, conditions, progress.
 - genevabackfills/finalizers: owner references with blockOwnerDeletion on the RayClusters it
   creates (required by the OwnerReferencesPermissionEnforcement admission plugin).
