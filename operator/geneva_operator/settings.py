@@ -73,6 +73,12 @@ class OperatorSettings(ClusterSettings):
         description="How soon a progress line of the job's log reaches the status (several lines make one status "
         "write). The result line and the end of the log are written at once.",
     )
+    progress_writes_per_second: float = Field(
+        default=50.0, gt=0,
+        description="The budget of progress status writes per second, shared by every backfill whose log is "
+        "followed: with more of them than progress_interval_seconds x this, each one's progress is written "
+        "less often (the API server's load stays flat; the end of a run is never held back).",
+    )
     token_cache_seconds: float = Field(
         default=300.0, ge=0,
         description="How long a Ray token read from its Secret is reused (0: read it at every reconcile). "

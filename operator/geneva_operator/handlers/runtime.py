@@ -50,6 +50,7 @@ class Runtime:
         self.session = session
         self.tokens = RayTokens(kube.read_secret_key, settings)
         self.schedule = Schedule()  # when each resource is reconciled next (schedule.py)
+        self.following: set[str] = set()  # uids whose job log is followed (the progress write budget)
         self.kuberay = KubeRayFeaturesCache(kube.read_crd, settings.kuberay_features_seconds)
         self.post_event = kopf.event  # replaceable in tests (kopf.event needs a running operator)
 

@@ -652,7 +652,7 @@ def test_a_running_job_is_next_looked_at_after_the_poll_interval_and_news_brings
         schedule, settings = h.runtime.schedule, h.runtime.settings
         assert settings.poll_interval_seconds - 1 < schedule.due_in(UID) <= settings.poll_interval_seconds
 
-        on_news = backfill._news(schedule, UID, settings.progress_interval_seconds)
+        on_news = backfill._news(schedule, UID, lambda: settings.progress_interval_seconds)
         follower = LogFollower(h.status.job_id, on_news=on_news)
         follower.feed(ProgressReport(rows_done=1, rows_total=4, fragments_done=1, fragments_total=4).line() + "\n")
         assert schedule.due_in(UID) <= settings.progress_interval_seconds  # one write for several lines
@@ -676,6 +676,39 @@ def test_a_running_job_is_next_looked_at_after_the_poll_interval_and_news_brings
 
         await follower.follow(Closed())  # ... and the end of the log brings it to now
         assert follower.finished and schedule.due_in(UID) <= 0
+
+    run(body)
+
+
+def test_progress_is_written_less_often_when_more_logs_are_followed_than_the_write_budget_allows():
+    settings = OperatorSettings(progress_interval_seconds=2.0, progress_writes_per_second=50.0)
+    assert backfill.progress_interval(settings, 1) == backfill.progress_interval(settings, 100) == 2.0
+    assert backfill.progress_interval(settings, 400) == 8.0  # 50 progress writes a second, for all of them
+
+    async def main() -> None:
+        schedule, following = backfill.Schedule(), set()
+        on_news = backfill._news(schedule, UID, lambda: backfill.progress_interval(settings, len(following)))
+        schedule.at(UID, 60.0)
+        following.update(f"uid-{i}" for i in range(400))
+        on_news(False)
+        assert 7.9 < schedule.due_in(UID) <= 8.0
+        on_news(True)  # the end of a run is never held back
+        assert schedule.due_in(UID) <= 0
+
+    asyncio.run(main())
+
+
+def test_the_progress_daemon_counts_itself_among_the_followed_logs_while_it_runs():
+    async def body(fake: FakeRay, url: str, session: aiohttp.ClientSession) -> None:
+        h, kube = await running_harness(url, session, fake)
+        stopped = _DaemonStopped()
+        daemon = asyncio.ensure_future(backfill.follow_progress(body=h.body, memo=h.memo, stopped=stopped,
+                                                                logger=logging.getLogger("test")))
+        await asyncio.sleep(0.05)
+        assert h.runtime.following == {UID}
+        stopped.event.set()
+        await asyncio.wait_for(daemon, timeout=5)
+        assert h.runtime.following == set()
 
     run(body)
 
@@ -780,8 +813,11 @@ class _StopFlag:
     def __init__(self) -> None:
         self.event = asyncio.Event()
 
-    async def wait(self) -> None:
-        await self.event.wait()
+    async def wait(self, timeout: Optional[float] = None) -> None:
+        try:
+            await asyncio.wait_for(self.event.wait(), timeout)
+        except asyncio.TimeoutError:
+            pass
 
 
 class _DaemonStopped(_StopFlag):
