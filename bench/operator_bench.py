@@ -49,6 +49,7 @@ for p in (REPO, REPO / "operator"):
     if str(p) not in sys.path:
         sys.path.insert(0, str(p))
 
+from bench.opbench.apiproxy import MAX_REFUSALS  # noqa: E402
 from bench.opbench.procstat import Sampler, cpu_seconds, load_average, memory_mb  # noqa: E402
 from bench.opbench.ray_standin import RayStandIn  # noqa: E402
 from tests.controlplane.harness import (  # noqa: E402
@@ -702,7 +703,7 @@ class Bench:
             agent = "kopf" if "kopf" in refusal["agent"] else refusal["agent"].split("/")[0]
             kinds.setdefault((agent, refusal["status"], refusal["method"]), []).append(refusal)
         for (agent, code, method), found in kinds.items():
-            print(f"   refused: {len(found)}{'+' if len(r['refusals']) >= 100 else ''} x {agent} {method} {code}, e.g. "
+            print(f"   refused: {len(found)}{'+' if len(r['refusals']) >= MAX_REFUSALS else ''} x {agent} {method} {code}, e.g. "
                   f"{found[0]['path']} {found[0]['request'][:300]!r} -> {found[0]['answer'][:300]!r}")
         print(f"Ray API requests to the stand-in: {r.get('standin_requests')}")
         print(f"operator log: {r.get('log_problem_lines', 0)} ERROR/WARNING/Traceback lines")

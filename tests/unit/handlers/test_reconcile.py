@@ -217,9 +217,9 @@ def test_the_desired_cluster_is_built_again_only_when_the_spec_or_the_cluster_ch
         await h.provision()
         built, build = [], h.runtime.desired_cluster
 
-        async def counted(observed: Any) -> dict[str, Any]:
+        async def counted(observed: Any, features: Any = None) -> dict[str, Any]:
             built.append(observed.generation)
-            return await build(observed)
+            return await build(observed, features)
         h.runtime.desired_cluster = counted
         kube.clusters[(NS, "bf-ray")]["metadata"]["resourceVersion"] = "10"
         for _ in range(4):
